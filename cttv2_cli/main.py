@@ -1,0 +1,40 @@
+"""The `cttv2` console script: server commands (serve, worker, db, admin), the local engine
+(`train`) and the user commands that talk to a server through the SDK.
+
+Each command module registers itself on `cli`; heavy imports (torch, the web app) happen
+inside the commands, so `cttv2 --help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cttv2")
+def cli() -> None:
+    """cttv2: analog in-memory training jobs (c-TTv2 on Swin-ViT)."""
+
+
+def _register() -> None:
+    from cttv2_cli import server, train  # noqa: F401  (each adds its commands to `cli`)
+
+    try:
+        from cttv2_cli import user  # noqa: F401
+    except ImportError:  # the SDK is not installed: server-only install
+        pass
+
+
+def main() -> None:
+    _register()
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The job spec: the one schema shared by the API, the worker, the CLI and the engine.
+
+Pure pydantic, no torch: the API validates requests with these models and stores the
+validated JSON as the job's snapshot; the worker hands the same JSON to ``engine.run``.
+
+Every numeric field is range-checked here because aihwkit accepts nonsense silently
+(``dw_min=0`` trains into NaN weights). Unknown fields are rejected everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Names users may write. Each maps to an aihwkit class through a whitelist in
+# cttv2_engine.devices; nothing is ever looked up by a user-typed name.
+DEVICE_FAMILIES = (
+    "SoftBoundsReference",
+    "SoftBounds",
+    "ConstantStep",
+    "LinearStep",
+    "ExpStep",
+    "PowStep",
+)
+DEVICE_PRESETS = (
+    "ReRamSB",
+    "ReRamES",
+    "EcRam",
+    "EcRamMO",
+    "Capacitor",
+    "Idealized",
+    "GokmenVlasov",
+)
+ALGORITHMS = ("c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp")
+DATASETS = ("cifar100", "cifar10", "digits", "imagefolder")
+# Plain names only: datasets and weights are looked up by name inside configured dirs.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+Algorithm = Literal["c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp"]
+DeviceFamily = Literal[
+    "SoftBoundsReference",
+    "SoftBounds",
+    "ConstantStep",
+    "LinearStep",
+    "ExpStep",
+    "PowStep",
+    "ReRamSB",
+    "ReRamES",
+    "EcRam",
+    "EcRamMO",
+    "Capacitor",
+    "Idealized",
+    "GokmenVlasov",
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceSpec(StrictModel):
+    """How one analog memory cell behaves. Weights are in normalized units (w_max = 1 by default).
+
+    ``None`` means "the family's own default" (listed by ``cttv2_engine.presets``).
+    """
+
+    family: DeviceFamily = Field("SoftBoundsReference", description="device model (whitelisted)")
+    dw_min: float | None = Field(
+        None, gt=0, le=1, description="mean weight change of one pulse (weight units); or give n_states"
+    )
+    n_states: int | None = Field(
+        None, ge=2, le=100_000, description="number of states in [w_min, w_max]; sets dw_min"
+    )
+    w_min: float | None = Field(None, ge=-10, lt=0, description="lower weight bound (weight units)")
+    w_max: float | None = Field(None, gt=0, le=10, description="upper weight bound (weight units)")
+    up_down: float | None = Field(
+        None, ge=-1, le=1, description="up/down pulse asymmetry (0 = symmetric)"
+    )
+    dw_min_dtod: float | None = Field(
+        None, ge=0, le=2, description="device-to-device spread of dw_min (relative std)"
+    )
+    w_max_dtod: float | None = Field(
+        None, ge=0, le=2, description="device-to-device spread of the bounds (relative std)"
+    )
+    up_down_dtod: float | None = Field(
+        None, ge=0, le=2, description="device-to-device spread of up_down (relative std)"
+    )
+    dw_min_std: float | None = Field(
+        None, ge=0, le=5, description="cycle-to-cycle pulse-update noise (relative std of dw_min)"
+    )
+    write_noise_std: float | None = Field(
+        None, ge=0, le=10, description="write noise std, relative to dw_min"
+    )
+    sp_skew: float = Field(
+        0.0, ge=-1, le=1, description="symmetry-point skew: mean SP shift (weight units)"
+    )
+    sp_variability: float = Field(
+        0.0, ge=0, le=1, description="symmetry-point variability: device-to-device std of the SP"
+    )
+    transfer_noise: float | None = Field(
+        None, ge=0, le=2, description="std of additive noise on transfer reads (output units)"
+    )
+    dac_bits: int | None = Field(None, ge=1, le=16, description="input (DAC) resolution in bits")
+    adc_bits: int | None = Field(None, ge=1, le=16, description="output (ADC) resolution in bits")
+    out_noise: float | None = Field(
+        None, ge=0, le=2, description="std of additive output noise on forward/backward reads"
+    )
+    construction_seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="seed of the device-to-device parameters"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceSpec:
+        if self.dw_min is not None and self.n_states is not None:
+            raise ValueError("give either dw_min or n_states, not both")
+        if (self.sp_skew or self.sp_variability) and self.family != "SoftBoundsReference":
+            raise ValueError(
+                "sp_skew and sp_variability need family SoftBoundsReference "
+                "(the only family whose symmetry point is a parameter)"
+            )
+        return self
+
+
+class AlgorithmOptions(StrictModel):
+    """Knobs of the Tiki-Taka family. The defaults are the ones measured to learn (ENGINE_FACTS)."""
+
+    fast_lr: float = Field(0.5, gt=0, le=100, description="update size on the fast tile A (absolute)")
+    transfer_every: float = Field(
+        1.0,
+        gt=0,
+        le=100_000,
+        description="samples between transfers; scaled per layer by tokens per sample",
+    )
+    in_chop_prob: float = Field(0.1, ge=0, le=1, description="probability of flipping the chopper")
+    auto_granularity: float = Field(
+        1000, ge=0, le=1e7, description="transfer granularity in updates (0 = off)"
+    )
+    update_bl: int = Field(5, ge=1, le=1000, description="pulse-train length (desired_bl) of updates")
+
+
+class WeightsRef(StrictModel):
+    weights: str = Field(description="name of a weights file in the server's weights dir")
+
+    @field_validator("weights")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not SAFE_NAME.match(v):
+            raise ValueError("must be a plain file name (letters, digits, . _ -), not a path")
+        return v
+
+
+class JobRef(StrictModel):
+    job: int = Field(ge=1, description="id of an earlier job whose trained weights to start from")
+
+
+class LastNBlocks(StrictModel):
+    last_n_blocks: int = Field(ge=1, le=64)
+
+
+AnalogScope = Union[Literal["all", "head", "last_stage"], LastNBlocks]
+
+
+class ModelSpec(StrictModel):
+    arch: str = Field("swin_micro", description="a name from the model registry")
+    img_size: int | None = Field(None, ge=8, le=1024, description="input size; default: the arch's")
+    pretrained: WeightsRef | JobRef | None = None
+    analog_scope: AnalogScope = "last_stage"
+    digital_parts: Literal["frozen", "trained"] = "frozen"
+
+
+class DataSpec(StrictModel):
+    dataset: Literal["cifar100", "cifar10", "digits", "imagefolder"] = "digits"
+    name: str | None = Field(None, description="imagefolder: a folder name inside the data dir")
+    classes: list[Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=1000, description="class subset by name or index"
+    )
+    num_classes: int | None = Field(None, ge=2, le=1000, description="use the first N classes")
+    train_per_class: int | None = Field(None, ge=1, le=100_000)
+    test_per_class: int | None = Field(None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSpec:
+        if self.classes is not None and self.num_classes is not None:
+            raise ValueError("give either classes or num_classes, not both")
+        if self.dataset == "imagefolder":
+            if not self.name:
+                raise ValueError("imagefolder needs name (a folder inside the data dir)")
+        if self.name is not None and not SAFE_NAME.match(self.name):
+            raise ValueError("name must be a plain folder name, not a path")
+        return self
+
+
+class TrainingSpec(StrictModel):
+    kind: Literal["finetune", "pretrain"] = "finetune"
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(16, ge=1, le=4096)
+    lr: float | None = Field(None, gt=0, le=100, description="default: per algorithm")
+    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="final lr / lr for cosine")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="digital parameters only")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    eval_every: int = Field(1, ge=1, le=10_000, description="epochs between test evaluations")
+
+
+class JobSpec(StrictModel):
+    """What to train. Stored verbatim (after validation) as the job's snapshot."""
+
+    name: str | None = Field(None, max_length=200)
+    algorithm: Algorithm = "c-ttv2"
+    device: DeviceSpec | None = Field(
+        default_factory=DeviceSpec, description="analog device; ignored for fp"
+    )
+    algorithm_options: AlgorithmOptions = Field(default_factory=AlgorithmOptions)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> JobSpec:
+        if self.algorithm != "fp" and self.device is None:
+            raise ValueError(f"algorithm {self.algorithm} needs a device")
+        if self.training.kind == "pretrain" and self.algorithm != "fp":
+            raise ValueError("pretrain jobs are digital: use algorithm fp")
+        return self
+
+    def spec_hash(self) -> str:
+        """Stable hash of the canonical JSON (used to match checkpoints and idempotent submits)."""
+        return canonical_hash(self.model_dump(mode="json"))
+
+
+def canonical_hash(obj: Any) -> str:
+    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()
