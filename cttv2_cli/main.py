@@ -19,12 +19,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from cttv2_cli import server, train  # noqa: F401  (each adds its commands to `cli`)
+    import importlib
 
-    try:
-        from cttv2_cli import user  # noqa: F401
-    except ImportError:  # the SDK is not installed: server-only install
-        pass
+    # Each module adds its commands to `cli`. `user` needs the SDK (cttv2_client), which a
+    # server-only install may lack.
+    for name in ("server", "train", "user"):
+        try:
+            importlib.import_module(f"cttv2_cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"cttv2_cli.{name}", "cttv2_client"):
+                raise
 
 
 def main() -> None:

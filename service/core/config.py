@@ -1,0 +1,109 @@
+"""Settings, from environment variables prefixed CTTV2_ (or a .env file).
+
+With nothing set, everything lives under ./.state: a SQLite database, a filesystem broker
+and the artifact store, so `cttv2 serve` + `cttv2 worker` work on one machine alone.
+Production sets CTTV2_DATABASE_URL=postgresql+psycopg://... and CTTV2_BROKER_URL=redis://...
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "memory")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CTTV2_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Field(Path(".state"), description="root of the embedded default's files")
+    database_url: str = Field("", description="default: sqlite file under state_dir")
+    broker_url: str = Field("", description="default: filesystem broker under state_dir")
+    artifact_dir: Path | None = None
+    data_dir: Path | None = None
+    weights_dir: Path | None = None
+    queue_name: str = Field("cttv2", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    # Secret mixed into every token hash: a leaked database alone does not yield tokens.
+    token_pepper: SecretStr = SecretStr("cttv2-dev-pepper-change-me")
+    token_ttl_days: int = Field(365, ge=1, le=3650)
+
+    # Queue protocol (seconds). A running job whose heartbeat is older than heartbeat_timeout_s
+    # is reaped and re-queued (it resumes from its checkpoint), at most max_attempts times.
+    heartbeat_interval_s: float = Field(5.0, gt=0, le=3600)
+    heartbeat_timeout_s: float = Field(60.0, gt=0, le=86400)
+    maintenance_interval_s: float = Field(10.0, gt=0, le=3600)
+    requeue_after_s: float = Field(900.0, gt=0, le=86400 * 7)
+    requeue_grace_s: float = Field(10.0, ge=0, le=3600)
+    max_attempts: int = Field(3, ge=1, le=100)
+    # How long a worker keeps retrying a database write during an outage before giving up.
+    db_retry_deadline_s: float = Field(900.0, gt=0, le=86400)
+
+    auto_migrate: bool = Field(True, description="run `alembic upgrade head` when serve/worker start")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    worker_threads: int = Field(1, ge=1, le=256, description="torch threads per worker process")
+
+    page_size_default: int = Field(50, ge=1, le=1000)
+    page_size_max: int = Field(500, ge=1, le=10000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, v: str) -> str:
+        if v and v.split(":", 1)[0] not in _DB_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(_DB_SCHEMES)} (got {v.split(':', 1)[0]!r})")
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, v: str) -> str:
+        if v and v.split(":", 1)[0] not in _BROKER_SCHEMES:
+            raise ValueError(
+                f"scheme must be one of {', '.join(_BROKER_SCHEMES)} (got {v.split(':', 1)[0]!r})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        state = self.state_dir.absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{state / 'cttv2.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        self.artifact_dir = (self.artifact_dir or state / "artifacts").absolute()
+        self.data_dir = (self.data_dir or state / "data").absolute()
+        self.weights_dir = (self.weights_dir or state / "weights").absolute()
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder of the filesystem broker (the embedded default)."""
+        return self.state_dir.absolute() / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line for a bad setting: which variable and why."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            name = "CTTV2_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            parts.append(f"{name}: {err['msg']}")
+        return "bad setting: " + "; ".join(parts)
+    return f"bad setting: {exc}"

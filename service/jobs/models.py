@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.core.db import Base, JSONType, UTCDateTime, utcnow
+
+# queued -> running -> succeeded | failed | cancelled; running -> queued when a worker is lost
+# or shut down (the job resumes from its checkpoint).
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index(None, "user_id", "id"),
+        Index(None, "user_id", "status", "id"),
+        Index(None, "status", "heartbeat_at"),
+        Index(None, "sweep_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The validated JobSpec, with any device_spec_id resolved inline: the job never changes
+    # when the stored device spec is deleted later.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    device_spec_id: Mapped[int | None] = mapped_column(
+        ForeignKey("device_specs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), default=None
+    )
+    sweep_point: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {job: ID, checkpoint: latest|best}: start from an earlier job's checkpoint.
+    resume_from: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    rerun_of: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
+    lost_count: Mapped[int] = mapped_column(Integer, default=0)  # times reaped
+    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class JobMetric(Base):
+    """One point of a time series. (job, key, step) is unique, so a resumed run that reports a
+    step again overwrites it instead of adding a second row."""
+
+    __tablename__ = "job_metrics"
+    __table_args__ = (UniqueConstraint("job_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobEvent(Base):
+    """What the events stream replays: status changes, progress and metrics, in id order."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index(None, "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # status | progress | metrics | log
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobLogLine(Base):
+    __tablename__ = "job_log_lines"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # 0-based line number within the job
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

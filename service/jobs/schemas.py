@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from cttv2_engine.spec import DeviceSpec, JobSpec, StrictModel
+
+
+class DeviceSpecRef(StrictModel):
+    id: int = Field(ge=1, le=2_147_483_647, description="a stored device spec (POST /v1/device-specs)")
+
+
+def _device_kind(value: Any) -> str:
+    # Tags are class names: the error formatter drops them from field paths.
+    if isinstance(value, dict):
+        return "DeviceSpecRef" if "id" in value else "DeviceSpec"
+    return "DeviceSpecRef" if isinstance(value, DeviceSpecRef) else "DeviceSpec"
+
+
+DeviceInput = Annotated[
+    Union[Annotated[DeviceSpec, Tag("DeviceSpec")], Annotated[DeviceSpecRef, Tag("DeviceSpecRef")]],
+    Discriminator(_device_kind),
+]
+
+
+class ResumeFrom(StrictModel):
+    job: int = Field(ge=1, le=2_147_483_647, description="an earlier job of yours")
+    checkpoint: Literal["latest", "best"] = "latest"
+
+
+class JobCreate(JobSpec):
+    """A JobSpec whose device may also be given by id, plus where to resume from."""
+
+    device: DeviceInput | None = Field(default_factory=DeviceSpec)
+    resume_from: ResumeFrom | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str | None
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    algorithm: str
+    spec: dict[str, Any]
+    device_spec_id: int | None
+    sweep_id: int | None
+    sweep_point: dict[str, Any] | None
+    is_baseline: bool
+    resume_from: dict[str, Any] | None
+    rerun_of: int | None
+    attempt: int
+    cancel_requested: bool
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: JobError | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, job) -> JobOut:
+        data = {name: getattr(job, name) for name in cls.model_fields if name != "error"}
+        data["error"] = JobError(code=job.error_code or "error", message=job.error) if job.error else None
+        return cls.model_validate(data)

@@ -1,0 +1,147 @@
+"""Jobs: submit (idempotent), read, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cttv2_engine.spec import JobSpec, canonical_hash
+from service.core import queue
+from service.core.db import utcnow
+from service.core.errors import Conflict, Invalid, NotFound, invalid_from
+from service.core.pagination import PageParams, paginate
+from service.device_specs import service as device_specs
+from service.jobs.events import add_event
+from service.jobs.models import Job
+from service.jobs.schemas import DeviceSpecRef, JobCreate
+from service.users.models import User
+
+log = logging.getLogger("cttv2.jobs")
+
+
+def get(session: Session, user: User, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.user_id != user.id:  # another user's job looks missing
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec, int | None]:
+    """The JobSpec to snapshot: a device given by id is copied inline; the engine's torch-free
+    checks (architecture and image size, knob compatibility) run here, before anything is queued."""
+    data = body.model_dump(mode="json", exclude={"resume_from"})
+    device_spec_id = None
+    if isinstance(body.device, DeviceSpecRef):
+        record = device_specs.get(session, user, body.device.id)
+        data["device"] = record.spec
+        device_spec_id = record.id
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc) from None
+    check_semantics(spec)
+    if spec.model.pretrained is not None and hasattr(spec.model.pretrained, "job"):
+        get(session, user, spec.model.pretrained.job)  # must be the user's own job
+    if body.resume_from is not None:
+        get(session, user, body.resume_from.job)
+    return spec, device_spec_id
+
+
+def check_semantics(spec: JobSpec) -> None:
+    from cttv2_engine import validate_spec_semantics
+
+    problems = validate_spec_semantics(spec)
+    if problems:
+        fields = [{"field": f, "message": m} for f, m in problems]
+        raise Invalid(f"{fields[0]['field']}: {fields[0]['message']}", fields=fields)
+
+
+def submit(
+    session: Session, user: User, body: JobCreate, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
+    Idempotency-Key and body were seen before and the earlier job is returned."""
+    request_hash = canonical_hash(body.model_dump(mode="json"))
+    if idempotency_key:
+        earlier = _by_key(session, user, idempotency_key, request_hash)
+        if earlier is not None:
+            return earlier, True
+    spec, device_spec_id = resolve_spec(session, user, body)
+    job = Job(
+        user_id=user.id,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec.spec_hash(),
+        algorithm=spec.algorithm,
+        device_spec_id=device_spec_id,
+        resume_from=body.resume_from.model_dump() if body.resume_from else None,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    session.add(job)
+    try:
+        session.flush()
+        add_event(session, job.id, "status", {"status": "queued"})
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer as a replay.
+        session.rollback()
+        if idempotency_key:
+            earlier = _by_key(session, user, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier, True
+        raise
+    enqueue(session, job)
+    return job, False
+
+
+def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | None:
+    earlier = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
+    if earlier is not None and earlier.request_hash != request_hash:
+        raise Conflict(
+            "Idempotency-Key was already used with a different request body",
+            code="idempotency_key_reused",
+        )
+    return earlier
+
+
+def enqueue(session: Session, job: Job) -> None:
+    """Publish the job id; on success stamp enqueued_at. A failure leaves the job queued and
+    unstamped, and the workers' reconciler publishes it later: the job is never lost."""
+    if queue.try_send(queue.RUN_JOB_TASK, job.id):
+        session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=utcnow()))
+        session.commit()
+        session.refresh(job)
+
+
+def list_page(session: Session, user: User, params: PageParams, status: str | None):
+    stmt = select(Job).where(Job.user_id == user.id)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    return paginate(session, stmt, Job.id, params)
+
+
+def cancel(session: Session, user: User, job_id: int) -> Job:
+    """Queued: cancelled now. Running: flagged; the worker stops at the next batch boundary."""
+    job = get(session, user, job_id)
+    now = utcnow()
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "queued")
+        .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
+    ).rowcount
+    if done:
+        add_event(session, job.id, "status", {"status": "cancelled"})
+    else:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "running")
+            .values(cancel_requested=True, updated_at=now)
+        )
+    session.commit()
+    session.refresh(job)
+    return job

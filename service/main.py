@@ -1,0 +1,41 @@
+"""The FastAPI application. Never imports torch (a test checks sys.modules)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+import service.models  # noqa: F401  (every table known before the first query)
+from service.core.errors import ErrorResponse, install_error_handlers
+from service.core.middleware import RequestIdMiddleware
+from service.device_specs.router import router as device_specs_router
+from service.health.router import router as health_router
+from service.jobs.router import router as jobs_router
+from service.presets.router import router as presets_router
+from service.version import version_info
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name  # every route names its operation_id explicitly; this is the fallback
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="cttv2",
+        summary="Analog in-memory training jobs: c-TTv2 on Swin-ViT, simulated with IBM aihwkit",
+        version=version_info()["version"],
+        generate_unique_id_function=_operation_id,
+        responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    v1 = APIRouter(prefix="/v1")
+    for router in (device_specs_router, jobs_router, presets_router):
+        v1.include_router(router)
+    app.include_router(health_router)
+    app.include_router(v1)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,80 @@
+"""Users and their API tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.core.db import utcnow
+from service.core.errors import Unauthorized
+from service.core.security import hash_token, new_token
+from service.users.models import ApiToken, User
+
+
+class UserError(ValueError):
+    """A user-management request that cannot be done (message is for the admin)."""
+
+
+def create_user(session: Session, settings: Settings, name: str, *, is_admin: bool = False) -> tuple[User, str]:
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise UserError(f"user {name!r} exists already")
+    user = User(name=name, is_admin=is_admin)
+    session.add(user)
+    session.flush()
+    token = issue_token(session, settings, user)
+    return user, token
+
+
+def issue_token(
+    session: Session, settings: Settings, user: User, *, label: str | None = None, ttl_days: int | None = None
+) -> str:
+    token = new_token()
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            token_hash=hash_token(token, settings.token_pepper.get_secret_value()),
+            prefix=token[:12],
+            label=label,
+            expires_at=utcnow() + timedelta(days=ttl_days or settings.token_ttl_days),
+        )
+    )
+    session.flush()
+    return token
+
+
+def revoke_tokens(session: Session, *, user_name: str | None = None, prefix: str | None = None) -> int:
+    """Revoke every token of a user, or the tokens starting with a prefix. Returns the count."""
+    stmt = update(ApiToken).where(ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+    if user_name is not None:
+        user = session.scalar(select(User).where(User.name == user_name))
+        if user is None:
+            raise UserError(f"no user {user_name!r}")
+        stmt = stmt.where(ApiToken.user_id == user.id)
+    if prefix is not None:
+        if len(prefix) < 10:
+            raise UserError("give at least the first 10 characters of the token")
+        stmt = stmt.where(ApiToken.prefix == prefix[:12])
+    return session.execute(stmt).rowcount
+
+
+def authenticate(session: Session, settings: Settings, token: str | None) -> User:
+    if not token:
+        raise Unauthorized()
+    digest = hash_token(token, settings.token_pepper.get_secret_value())
+    row = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest)
+    ).first()
+    if row is None:
+        raise Unauthorized()
+    api_token, user = row
+    now = utcnow()
+    if api_token.revoked_at is not None:
+        raise Unauthorized("API token revoked")
+    if api_token.expires_at is not None and api_token.expires_at <= now:
+        raise Unauthorized("API token expired")
+    if user.disabled_at is not None:
+        raise Unauthorized("user disabled")
+    return user

@@ -1,0 +1,74 @@
+"""Job files in the artifact store: ARTIFACT_DIR/jobs/<job_id>/<name>."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.artifacts.models import Artifact
+from service.core.db import utcnow
+
+# What a finished run leaves behind (name relative to the job dir, kind).
+FINAL_OUTPUTS = (
+    ("weights.safetensors", "weights"),
+    ("result.json", "result"),
+    ("curves.png", "plot"),
+    ("checkpoints/latest.pt", "checkpoint"),
+    ("checkpoints/best.pt", "checkpoint"),
+)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    name: str
+    kind: str
+    size: int
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe(root: Path, path: Path, kind: str) -> ArtifactInfo:
+    path = Path(path)
+    name = path.resolve().relative_to(root.resolve()).as_posix()
+    return ArtifactInfo(name=name, kind=kind, size=path.stat().st_size, sha256=sha256_of(path))
+
+
+def upsert(session: Session, job_id: int, info: ArtifactInfo) -> None:
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    stmt = insert(Artifact).values(
+        job_id=job_id, name=info.name, kind=info.kind, size=info.size, sha256=info.sha256,
+        created_at=now, updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["job_id", "name"],
+        set_={"kind": info.kind, "size": info.size, "sha256": info.sha256, "updated_at": now},
+    )
+    session.execute(stmt)
+
+
+def final_outputs(workdir: Path) -> list[tuple[Path, str]]:
+    return [(workdir / name, kind) for name, kind in FINAL_OUTPUTS if (workdir / name).is_file()]
+
+
+def check_writable(workdir: Path) -> None:
+    """Fail early (before any training) when the job's folder cannot be written."""
+    probe = workdir / f".probe-{uuid.uuid4().hex}"
+    with open(probe, "wb") as fh:
+        fh.write(b"ok")
+        fh.flush()
+        os.fsync(fh.fileno())
+    probe.unlink()

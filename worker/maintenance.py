@@ -1,0 +1,138 @@
+"""The reaper and the reconciler: what keeps a job from being lost.
+
+- Reaper: a running job whose heartbeat is older than heartbeat_timeout_s lost its worker
+  (killed, machine gone). It goes back to the queue and resumes from its checkpoint, at most
+  max_attempts times; then it fails with reason worker_lost.
+- Reconciler: a queued job with no message in the broker (enqueueing failed after the row was
+  committed, or the broker lost its data) is published again. Extra messages are harmless: the
+  claim is a conditional UPDATE, so only one delivery ever runs the job.
+
+Every worker runs this loop; every step is a conditional UPDATE, so several loops can run
+at once without doing anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from service.core import queue
+from service.core.config import Settings
+from service.core.db import session_scope, utcnow
+from service.jobs.events import add_event
+from service.jobs.models import Job
+
+log = logging.getLogger("cttv2.worker.maintenance")
+
+
+def reap_lost_jobs(settings: Settings) -> list[int]:
+    """Requeue (or fail) running jobs whose heartbeat stopped. Returns the requeued ids."""
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+    requeued: list[int] = []
+    with session_scope() as session:
+        stale = session.execute(
+            select(Job.id, Job.lease_token, Job.lost_count, Job.worker_id)
+            .where(Job.status == "running", Job.heartbeat_at < cutoff)
+            .limit(500)
+        ).all()
+    for job_id, token, lost_count, worker_id in stale:
+        with session_scope() as session:
+            lost = lost_count + 1
+            now = utcnow()
+            if lost >= settings.max_attempts:
+                values = dict(status="failed", error_code="worker_lost", finished_at=now,
+                              error=f"worker lost {lost} times (last: {worker_id}); giving up")
+            else:
+                values = dict(status="queued", enqueued_at=None)
+            n = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.lease_token == token)
+                .values(lease_token=None, lost_count=lost, updated_at=now, **values)
+            ).rowcount
+            if n != 1:
+                continue  # it heartbeated or finished meanwhile
+            event = {"status": values["status"], "reason": "worker_lost", "lost_count": lost}
+            if values["status"] == "failed":
+                event["error"] = {"code": "worker_lost", "message": values["error"]}
+            add_event(session, job_id, "status", event)
+        log.warning("job %s: worker %s lost (%d/%d): %s", job_id, worker_id, lost,
+                    settings.max_attempts, values["status"])
+        if values["status"] == "queued":
+            requeued.append(job_id)
+    for job_id in requeued:
+        _publish(job_id)
+    return requeued
+
+
+def reconcile_queue(settings: Settings) -> list[int]:
+    """Publish queued jobs that have no message in the broker. Returns the published ids."""
+    now = utcnow()
+    grace = now - timedelta(seconds=settings.requeue_grace_s)
+    with session_scope() as session:
+        waiting = session.execute(
+            select(Job.id, Job.enqueued_at)
+            .where(Job.status == "queued", Job.cancel_requested.is_(False), Job.updated_at < grace)
+            .order_by(Job.id)
+            .limit(10_000)
+        ).all()
+    if not waiting:
+        return []
+    stale = now - timedelta(seconds=settings.requeue_after_s)
+    depth = broker_depth(settings)
+    if depth is not None and depth < len(waiting):
+        # The broker holds fewer messages than there are waiting jobs: some were lost
+        # (e.g. Redis restarted empty). Which ones is unknown; publish all.
+        todo = [job_id for job_id, _ in waiting]
+    else:
+        todo = [job_id for job_id, enq in waiting if enq is None or enq < stale]
+    for job_id in todo:
+        _publish(job_id)
+    if todo:
+        log.info("reconciler published %d queued job(s) again (broker depth %s)", len(todo), depth)
+    return todo
+
+
+def _publish(job_id: int) -> None:
+    if queue.try_send(queue.RUN_JOB_TASK, job_id):
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=utcnow()))
+
+
+def broker_depth(settings: Settings) -> int | None:
+    """Messages waiting in the job queue, or None when the broker cannot tell."""
+    try:
+        if settings.broker_url.startswith("filesystem"):
+            folder = settings.broker_dir / "queue"
+            return sum(1 for _ in folder.glob(f"*.{settings.queue_name}.msg")) if folder.exists() else 0
+        if settings.broker_url.startswith(("redis", "rediss")):
+            with queue.get_celery().connection_for_read() as conn:
+                return int(conn.default_channel._size(settings.queue_name))
+    except Exception as exc:  # noqa: BLE001 - unknown depth: fall back to age-based republishing
+        log.warning("cannot read broker depth: %s", exc)
+    return None
+
+
+class MaintenanceLoop(threading.Thread):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="maintenance", daemon=True)
+        self.settings = settings
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.settings.maintenance_interval_s):
+            self.tick()
+
+    def tick(self) -> None:
+        for step in (reap_lost_jobs, reconcile_queue):
+            try:
+                step(self.settings)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is down: next tick
+                log.warning("%s failed: %s", step.__name__, str(exc).splitlines()[0][:300])
+
+    def stop(self) -> None:
+        self._stop.set()
+
+

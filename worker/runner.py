@@ -1,0 +1,338 @@
+"""One job, start to finish: claim it, run the engine, report, finish.
+
+The job row is the source of truth. A claim is one conditional UPDATE (queued -> running with
+a fresh lease token); every later write names that token, so a worker that lost its lease
+(reaped after a missed heartbeat, then claimed elsewhere) can no longer change the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from cttv2_engine.types import Progress, RunContext
+from service.core.config import Settings
+from service.core.db import utcnow
+from service.jobs.events import add_event
+from service.jobs.models import Job, JobLogLine
+from worker import artifacts, shutdown
+from worker.db import with_retry
+from worker.metrics import upsert_metrics
+
+log = logging.getLogger("cttv2.worker.runner")
+
+StopReason = Literal["cancelled", "shutdown", "lease_lost"]
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the job (reaped or cancelled elsewhere)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    job_id: int
+    token: str
+    attempt: int
+    worker_id: str
+
+
+def job_dir(settings: Settings, job_id: int) -> Path:
+    return Path(settings.artifact_dir) / "jobs" / str(job_id)
+
+
+def claim_job(job_id: int, worker_id: str) -> Lease | None:
+    """queued -> running, or None when the job is not queued (a duplicate delivery, a
+    cancelled job, a job another worker holds)."""
+    token = uuid.uuid4().hex
+
+    def _claim(session: Session) -> Lease | None:
+        now = utcnow()
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+            .values(
+                status="running",
+                attempt=Job.attempt + 1,
+                lease_token=token,
+                worker_id=worker_id,
+                heartbeat_at=now,
+                started_at=func.coalesce(Job.started_at, now),
+                updated_at=now,
+            )
+        ).rowcount
+        if claimed != 1:
+            return None
+        attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))
+        add_event(session, job_id, "status", {"status": "running", "attempt": attempt, "worker": worker_id})
+        return Lease(job_id, token, attempt, worker_id)
+
+    return with_retry(_claim, what="claim")
+
+
+def _fence(session: Session, lease: Lease, **values: Any) -> None:
+    """Touch the job under its lease inside the current transaction, or raise LeaseLost. On
+    PostgreSQL the row stays locked until commit, so the reaper cannot interleave."""
+    values.setdefault("updated_at", utcnow())
+    n = session.execute(
+        update(Job)
+        .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.status == "running")
+        .values(**values)
+    ).rowcount
+    if n != 1:
+        raise LeaseLost(f"job {lease.job_id}: lease {lease.token[:8]} lost")
+
+
+class JobReporter:
+    """The engine's callbacks, written to the database under the lease."""
+
+    PROGRESS_EVERY_S = 1.0
+
+    def __init__(self, settings: Settings, lease: Lease) -> None:
+        self.settings = settings
+        self.lease = lease
+        self.stop_reason: StopReason | None = None
+        self._last_progress = 0.0
+        self._log_seq = with_retry(
+            lambda s: (s.scalar(select(func.max(JobLogLine.seq)).where(JobLogLine.job_id == lease.job_id)) or -1) + 1,
+            what="log seq",
+        )
+        self._lock = threading.Lock()
+
+    # -- writes ---------------------------------------------------------------------------
+    def _write(self, what: str, fn=None, **job_values: Any) -> None:
+        def tx(session: Session) -> None:
+            _fence(session, self.lease, **job_values)
+            if fn is not None:
+                fn(session)
+
+        try:
+            with self._lock:
+                with_retry(tx, deadline_s=self.settings.db_retry_deadline_s, what=what)
+        except LeaseLost:
+            self.stop_reason = "lease_lost"
+
+    def heartbeat(self) -> None:
+        """Refresh the lease; pick up a cancel request."""
+        def tx(session: Session) -> None:
+            _fence(session, self.lease, heartbeat_at=utcnow())
+            if session.scalar(select(Job.cancel_requested).where(Job.id == self.lease.job_id)):
+                self.stop_reason = self.stop_reason or "cancelled"
+
+        try:
+            with self._lock:
+                with_retry(tx, deadline_s=self.settings.heartbeat_interval_s, what="heartbeat")
+        except LeaseLost:
+            self.stop_reason = "lease_lost"
+        except Exception as exc:  # noqa: BLE001 - the next beat tries again
+            log.warning("heartbeat failed for job %s: %s", self.lease.job_id, str(exc).splitlines()[0])
+
+    # -- engine callbacks ---------------------------------------------------------------
+    def on_progress(self, progress: Progress) -> None:
+        now = time.monotonic()
+        last_step = progress.step >= progress.total_steps
+        if now - self._last_progress < self.PROGRESS_EVERY_S and not last_step:
+            return
+        self._last_progress = now
+        data = {
+            "epoch": progress.epoch,
+            "epochs": progress.epochs,
+            "step": progress.step,
+            "total_steps": progress.total_steps,
+            "images_per_s": round(progress.images_per_s, 2),
+            "eta_s": None if progress.eta_s is None else round(progress.eta_s, 1),
+            "updated_at": utcnow().isoformat(),
+        }
+        self._write("progress", lambda s: add_event(s, self.lease.job_id, "progress", data), progress=data)
+
+    def on_metrics(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        def tx(session: Session) -> None:
+            upsert_metrics(session, self.lease.job_id, step, epoch, metrics)
+            add_event(session, self.lease.job_id, "metrics", {"step": step, "epoch": epoch, "values": metrics})
+
+        self._write("metrics", tx)
+
+    def on_checkpoint(self, path: Path, kind: str) -> None:
+        self.register(path, "checkpoint")
+
+    def on_log(self, line: str) -> None:
+        log.info("job %s: %s", self.lease.job_id, line)
+
+        def tx(session: Session) -> None:
+            session.add(JobLogLine(job_id=self.lease.job_id, seq=self._log_seq, attempt=self.lease.attempt, line=line))
+
+        self._write("log", tx)
+        self._log_seq += 1
+
+    def should_stop(self) -> bool:
+        if self.stop_reason is None and shutdown.requested():
+            self.stop_reason = "shutdown"
+        return self.stop_reason is not None
+
+    # -- artifacts ------------------------------------------------------------------------
+    def register(self, path: Path, kind: str) -> None:
+        root = job_dir(self.settings, self.lease.job_id)
+        info = artifacts.describe(root, path, kind)
+        self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, reporter: JobReporter, interval_s: float) -> None:
+        super().__init__(name=f"heartbeat-{reporter.lease.job_id}", daemon=True)
+        self.reporter = reporter
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.reporter.heartbeat()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def finish(lease: Lease, status: str, *, result: dict | None = None, error_code: str | None = None,
+           error: str | None = None, deadline_s: float = 600.0) -> bool:
+    def tx(session: Session) -> None:
+        now = utcnow()
+        _fence(session, lease, status=status, result=result, error_code=error_code, error=error,
+               finished_at=now, lease_token=None, heartbeat_at=now)
+        event: dict[str, Any] = {"status": status}
+        if error:
+            event["error"] = {"code": error_code, "message": error}
+        add_event(session, lease.job_id, "status", event)
+
+    try:
+        with_retry(tx, deadline_s=deadline_s, what="finish")
+        return True
+    except LeaseLost:
+        log.warning("job %s: lease lost before finishing as %s", lease.job_id, status)
+        return False
+
+
+def requeue(lease: Lease, reason: str) -> bool:
+    """running -> queued (a shutdown): the next claim resumes from the checkpoint."""
+    def tx(session: Session) -> None:
+        _fence(session, lease, status="queued", lease_token=None, worker_id=None, enqueued_at=None)
+        add_event(session, lease.job_id, "status", {"status": "queued", "reason": reason})
+
+    try:
+        with_retry(tx, what="requeue")
+    except LeaseLost:
+        return False
+    from service.core import queue
+
+    if queue.try_send(queue.RUN_JOB_TASK, lease.job_id):
+        with_retry(lambda s: s.execute(update(Job).where(Job.id == lease.job_id, Job.status == "queued")
+                                        .values(enqueued_at=utcnow())), what="stamp enqueue")
+    return True
+
+
+def _resume_point(settings: Settings, job: Job) -> Path | None:
+    own = job_dir(settings, job.id) / "checkpoints" / "latest.pt"
+    if own.exists():
+        return own
+    if job.resume_from:
+        src = job_dir(settings, int(job.resume_from["job"])) / "checkpoints" / f"{job.resume_from.get('checkpoint', 'latest')}.pt"
+        if not src.exists():
+            raise JobInputError(f"resume_from: job {job.resume_from['job']} has no {src.name} checkpoint")
+        return src
+    return None
+
+
+class JobInputError(Exception):
+    """The job cannot run as specified (not a worker fault)."""
+
+
+def run_job(settings: Settings, job_id: int, worker_id: str) -> str:
+    """Run one delivered job id. Returns what happened (for logs and tests)."""
+    lease = claim_job(job_id, worker_id)
+    if lease is None:
+        log.info("job %s: not claimable (duplicate delivery, cancelled or taken); ignored", job_id)
+        return "ignored"
+    reporter = JobReporter(settings, lease)
+    heartbeat = Heartbeat(reporter, settings.heartbeat_interval_s)
+    heartbeat.start()
+    try:
+        return _run_claimed(settings, lease, reporter)
+    finally:
+        heartbeat.stop()
+
+
+def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str:
+    from cttv2_engine import run as engine_run
+    from cttv2_engine.spec import JobSpec
+
+    job = with_retry(lambda s: s.get(Job, lease.job_id), what="load job")
+    reporter.on_log(f"attempt {lease.attempt} on worker {lease.worker_id}")
+    workdir = job_dir(settings, job.id)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        artifacts.check_writable(workdir)
+        spec = JobSpec.model_validate(job.spec)
+        resume = _resume_point(settings, job)
+        if resume is not None:
+            reporter.on_log(f"resuming from {resume.relative_to(settings.artifact_dir)}")
+        context = RunContext(
+            data_dir=Path(settings.data_dir),
+            weights_dir=Path(settings.weights_dir),
+            device=settings.device,
+            num_threads=settings.worker_threads,
+            job_weights=lambda other: job_dir(settings, other) / "weights.safetensors",
+        )
+        result = engine_run(spec, workdir=workdir, callbacks=reporter, resume_from=resume, context=context)
+    except Exception as exc:  # noqa: BLE001 - any failure ends the job with its reason
+        code, message = classify_failure(exc)
+        if code == "engine_error":
+            log.error("job %s failed:\n%s", lease.job_id, traceback.format_exc())
+        return _fail(lease, reporter, code, message)
+
+    if result.status == "completed":
+        try:
+            for path, kind in artifacts.final_outputs(workdir):
+                reporter.register(path, kind)
+        except OSError as exc:
+            return _fail(lease, reporter, "artifact_store_error", f"cannot write job files: {exc}")
+        payload = {**result.final, "environment": result.environment, "history": result.history}
+        ok = finish(lease, "succeeded", result=payload)
+        return "succeeded" if ok else "lease_lost"
+    reason = reporter.stop_reason or "shutdown"
+    if reason == "cancelled":
+        finish(lease, "cancelled", error_code=None, error=None)
+        return "cancelled"
+    if reason == "shutdown":
+        reporter.on_log("worker shutting down: checkpoint written, job back in the queue")
+        requeue(lease, "worker_shutdown")
+        return "requeued"
+    return "lease_lost"
+
+
+def classify_failure(exc: BaseException) -> tuple[str, str]:
+    """(error_code, one-line message) for a failed job."""
+    import errno
+
+    from cttv2_engine.errors import SpecError
+
+    if isinstance(exc, (SpecError, JobInputError)):
+        return "invalid_job", str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+        return "artifact_store_error", f"cannot write job files: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})"
+    return "engine_error", f"{type(exc).__name__}: {exc}"
+
+
+def _fail(lease: Lease, reporter: JobReporter, code: str, message: str) -> str:
+    message = message.strip().splitlines()[0][:2000] if message.strip() else code
+    try:
+        reporter.on_log(f"failed: {message}")
+    except Exception:  # noqa: BLE001 - the failure itself may be the database
+        pass
+    finish(lease, "failed", error_code=code, error=message)
+    return "failed"

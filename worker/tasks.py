@@ -1,0 +1,18 @@
+"""Celery tasks. Each message carries an id only; everything else is read from the database."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from service.core.config import get_settings
+from service.core.queue import RUN_JOB_TASK, get_celery
+from worker.runner import run_job as run_job_now
+
+app = get_celery()
+
+
+@app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, ignore_result=True)
+def run_job(self, job_id: int) -> str:
+    worker_id = self.request.hostname or f"{socket.gethostname()}-{os.getpid()}"
+    return run_job_now(get_settings(), int(job_id), worker_id)
