@@ -38,7 +38,3 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from cttv2_cli.main import main
+
+main()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv and install the project (API + worker + dev tools + SDK). Idempotent: a stamp
+# file skips the install when nothing it depends on changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "cttv2 needs Python 3.11 (aihwkit 1.1.0 ships a cp311 wheel only)"'
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=".venv/.cttv2-installed-$(cat pyproject.toml sdk/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "==> installing cttv2 (torch 2.10 + aihwkit 1.1.0: the first time takes a few minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  args=(-e ".[worker,dev]")
+  [ -f sdk/pyproject.toml ] && args+=(-e ./sdk)
+  .venv/bin/python -m pip install --quiet "${args[@]}"
+  rm -f .venv/.cttv2-installed-*
+  touch "$stamp"
+fi
+.venv/bin/python -c 'import aihwkit, torch, timm, fastapi, celery' \
+  || { echo "setup: the environment is broken; delete .venv and run again" >&2; exit 1; }
