@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cttv2_engine import registry
+from cttv2_engine.families import FAMILIES
+
 # Names users may write. Each maps to an aihwkit class through a whitelist in
 # cttv2_engine.devices; nothing is ever looked up by a user-typed name.
 DEVICE_FAMILIES = (
@@ -104,25 +107,54 @@ class DeviceSpec(StrictModel):
     transfer_noise: float | None = Field(
         None, ge=0, le=2, description="std of additive noise on transfer reads (output units)"
     )
-    dac_bits: int | None = Field(None, ge=1, le=16, description="input (DAC) resolution in bits")
-    adc_bits: int | None = Field(None, ge=1, le=16, description="output (ADC) resolution in bits")
+    dac_bits: int | None = Field(None, ge=2, le=16, description="input (DAC) resolution in bits")
+    adc_bits: int | None = Field(None, ge=2, le=16, description="output (ADC) resolution in bits")
     out_noise: float | None = Field(
         None, ge=0, le=2, description="std of additive output noise on forward/backward reads"
     )
     construction_seed: int = Field(
         0, ge=0, le=2**31 - 1, description="seed of the device-to-device parameters"
     )
+    deterministic: bool = Field(
+        False,
+        description="noise-free reads and deterministic pulses: bit-exact reproducible runs "
+        "(for debugging and resume checks; not a realistic device)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeviceSpec:
         if self.dw_min is not None and self.n_states is not None:
             raise ValueError("give either dw_min or n_states, not both")
-        if (self.sp_skew or self.sp_variability) and self.family != "SoftBoundsReference":
-            raise ValueError(
-                "sp_skew and sp_variability need family SoftBoundsReference "
-                "(the only family whose symmetry point is a parameter)"
-            )
+        knobs = FAMILIES[self.family]["knobs"]
+        for name in _DEVICE_KNOBS:
+            value = getattr(self, name)
+            if value is None or (name in ("sp_skew", "sp_variability") and value == 0):
+                continue
+            if name not in knobs:
+                having = [f for f, info in FAMILIES.items() if name in info["knobs"]]
+                raise ValueError(
+                    f"{name} is not a parameter of family {self.family} "
+                    f"(families that have it: {', '.join(having)})"
+                )
+        if self.deterministic:
+            noisy = [
+                name
+                for name in ("dw_min_std", "write_noise_std", "out_noise", "transfer_noise",
+                             "dac_bits", "adc_bits")
+                if getattr(self, name) not in (None, 0)
+            ]
+            if noisy:
+                raise ValueError(
+                    f"deterministic turns noise and quantization off; do not also set {', '.join(noisy)}"
+                )
         return self
+
+
+_DEVICE_KNOBS = (
+    "dw_min", "n_states", "w_min", "w_max", "up_down", "dw_min_dtod", "w_max_dtod",
+    "up_down_dtod", "dw_min_std", "write_noise_std", "sp_skew", "sp_variability",
+)
+TRANSFER_ALGORITHMS = ("c-ttv2", "ttv2", "agad")
 
 
 class AlgorithmOptions(StrictModel):
@@ -171,6 +203,28 @@ class ModelSpec(StrictModel):
     analog_scope: AnalogScope = "last_stage"
     digital_parts: Literal["frozen", "trained"] = "frozen"
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        registry.get_model_config(v)  # ValueError naming the known archs
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        registry.check_model(self.arch, self.img_size)
+        if isinstance(self.analog_scope, LastNBlocks):
+            total = sum(registry.get_model_config(self.arch).depths)
+            if self.analog_scope.last_n_blocks > total:
+                raise ValueError(
+                    f"analog_scope.last_n_blocks is {self.analog_scope.last_n_blocks} but "
+                    f"{self.arch} has {total} blocks"
+                )
+        return self
+
+    @property
+    def input_size(self) -> int:
+        return self.img_size or registry.get_model_config(self.arch).img_size
+
 
 class DataSpec(StrictModel):
     dataset: Literal["cifar100", "cifar10", "digits", "imagefolder"] = "digits"
@@ -198,7 +252,17 @@ class TrainingSpec(StrictModel):
     kind: Literal["finetune", "pretrain"] = "finetune"
     epochs: int = Field(5, ge=1, le=10_000)
     batch_size: int = Field(16, ge=1, le=4096)
-    lr: float | None = Field(None, gt=0, le=100, description="default: per algorithm")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="learning rate: of the analog tiles for analog algorithms (for the "
+        "Tiki-Taka family it scales the transfer, see fast_lr), of AdamW for fp; default per "
+        "algorithm",
+    )
+    digital_lr: float | None = Field(
+        None, gt=0, le=10, description="AdamW lr of the digital parameters in analog jobs (1e-3)"
+    )
     schedule: Literal["cosine", "constant", "step"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1, description="final lr / lr for cosine")
     weight_decay: float = Field(0.0, ge=0, le=1, description="digital parameters only")
@@ -225,6 +289,15 @@ class JobSpec(StrictModel):
             raise ValueError(f"algorithm {self.algorithm} needs a device")
         if self.training.kind == "pretrain" and self.algorithm != "fp":
             raise ValueError("pretrain jobs are digital: use algorithm fp")
+        if (
+            self.device is not None
+            and self.device.transfer_noise is not None
+            and self.algorithm not in ("fp", *TRANSFER_ALGORITHMS)
+        ):
+            raise ValueError(
+                f"device.transfer_noise applies to {', '.join(TRANSFER_ALGORITHMS)}; "
+                f"algorithm {self.algorithm} has no transfer"
+            )
         return self
 
     def spec_hash(self) -> str:

@@ -319,9 +319,9 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
     """(error_code, one-line message) for a failed job."""
     import errno
 
-    from cttv2_engine.errors import SpecError
+    from cttv2_engine.errors import EngineError
 
-    if isinstance(exc, (SpecError, JobInputError)):
+    if isinstance(exc, (EngineError, JobInputError)):
         return "invalid_job", str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
         return "artifact_store_error", f"cannot write job files: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})"

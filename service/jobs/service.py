@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cttv2_engine import SpecError, validate_spec_semantics
 from cttv2_engine.spec import JobSpec, canonical_hash
 from service.core import queue
 from service.core.db import utcnow
@@ -52,12 +53,13 @@ def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec
 
 
 def check_semantics(spec: JobSpec) -> None:
-    from cttv2_engine import validate_spec_semantics
-
-    problems = validate_spec_semantics(spec)
-    if problems:
-        fields = [{"field": f, "message": m} for f, m in problems]
-        raise Invalid(f"{fields[0]['field']}: {fields[0]['message']}", fields=fields)
+    """The engine's torch-free cross-field checks (arch vs image size, class subsets)."""
+    try:
+        validate_spec_semantics(spec)
+    except SpecError as exc:
+        field = exc.field or "body"
+        message = Exception.__str__(exc)
+        raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
 
 
 def submit(

@@ -1,0 +1,165 @@
+"""JobSpec device + algorithm -> an aihwkit RPU config, through a whitelist of classes.
+
+The only way a user-typed family name reaches a class is the ``DEVICE_CLASSES`` table below;
+every knob value was range-checked by the spec. Knob -> aihwkit field mapping (each verified
+in tests/engine/test_knobs.py):
+
+- sp_skew m        -> SoftBoundsReference ``reference_mean = -m`` with the device's own
+                      symmetry point subtracted: the symmetry point sits at +m
+- sp_variability s -> ``reference_std = s`` (device-to-device std of the symmetry point)
+- transfer_noise   -> ``device.transfer_forward.out_noise`` (noise on reading A in a transfer)
+- dac/adc bits b   -> ``inp_res`` / ``out_res`` = 1 / (2**b - 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aihwkit.simulator.configs import (
+    ConstantStepDevice,
+    DigitalRankUpdateRPUConfig,
+    ExpStepDevice,
+    LinearStepDevice,
+    MixedPrecisionCompound,
+    PowStepDevice,
+    SingleRPUConfig,
+    SoftBoundsDevice,
+    SoftBoundsReferenceDevice,
+    build_config,
+)
+from aihwkit.simulator.parameters import IOParameters, PulseType, UpdateParameters
+from aihwkit.simulator.presets.devices import (
+    CapacitorPresetDevice,
+    EcRamMOPresetDevice,
+    EcRamPresetDevice,
+    GokmenVlasovPresetDevice,
+    IdealizedPresetDevice,
+    ReRamESPresetDevice,
+    ReRamSBPresetDevice,
+)
+
+from cttv2_engine.families import FAMILIES
+from cttv2_engine.spec import AlgorithmOptions, DeviceSpec
+
+DEVICE_CLASSES: dict[str, type] = {
+    "SoftBoundsReference": SoftBoundsReferenceDevice,
+    "SoftBounds": SoftBoundsDevice,
+    "ConstantStep": ConstantStepDevice,
+    "LinearStep": LinearStepDevice,
+    "ExpStep": ExpStepDevice,
+    "PowStep": PowStepDevice,
+    "ReRamSB": ReRamSBPresetDevice,
+    "ReRamES": ReRamESPresetDevice,
+    "EcRam": EcRamPresetDevice,
+    "EcRamMO": EcRamMOPresetDevice,
+    "Capacitor": CapacitorPresetDevice,
+    "Idealized": IdealizedPresetDevice,
+    "GokmenVlasov": GokmenVlasovPresetDevice,
+}
+_SYMMETRY_POINT_CLASSES = (SoftBoundsReferenceDevice,)  # ReRamSB is a subclass
+
+
+def resolved_device_params(spec: DeviceSpec) -> dict[str, Any]:
+    """The spec's knobs with the family's defaults filled in (our units)."""
+    params = dict(FAMILIES[spec.family]["defaults"])
+    for name in FAMILIES[spec.family]["knobs"]:
+        value = getattr(spec, name, None)
+        if value is not None and name in params:
+            params[name] = value
+    if spec.n_states is not None:
+        params["dw_min"] = (params["w_max"] - params["w_min"]) / spec.n_states
+    return params
+
+
+def build_device(spec: DeviceSpec) -> Any:
+    """One aihwkit pulsed device from the spec (whitelisted class, checked values)."""
+    cls = DEVICE_CLASSES[spec.family]
+    p = resolved_device_params(spec)
+    kwargs: dict[str, Any] = dict(
+        dw_min=p["dw_min"],
+        w_min=p["w_min"],
+        w_max=p["w_max"],
+        up_down=p["up_down"],
+        dw_min_dtod=p["dw_min_dtod"],
+        w_max_dtod=p["w_max_dtod"],
+        w_min_dtod=p["w_max_dtod"] if spec.w_max_dtod is not None else cls().w_min_dtod,
+        up_down_dtod=p["up_down_dtod"],
+        dw_min_std=p["dw_min_std"],
+        construction_seed=spec.construction_seed,
+    )
+    if "write_noise_std" in p:
+        kwargs["write_noise_std"] = p["write_noise_std"]
+    if issubclass(cls, _SYMMETRY_POINT_CLASSES):
+        # Calibrated device: the reference sits at each device's own symmetry point, moved by
+        # the skew and spread by the variability (the study's SP knobs).
+        kwargs.update(
+            subtract_symmetry_point=True,
+            reference_mean=-p["sp_skew"],
+            reference_std=p["sp_variability"],
+        )
+    if spec.deterministic:
+        kwargs.update(dw_min_std=0.0)
+        if "write_noise_std" in kwargs:
+            kwargs["write_noise_std"] = 0.0
+    return cls(**kwargs)
+
+
+def build_io(spec: DeviceSpec) -> IOParameters:
+    if spec.deterministic:
+        return IOParameters(is_perfect=True)
+    io = IOParameters()
+    if spec.dac_bits is not None:
+        io.inp_res = 1.0 / (2**spec.dac_bits - 2)
+    if spec.adc_bits is not None:
+        io.out_res = 1.0 / (2**spec.adc_bits - 2)
+    if spec.out_noise is not None:
+        io.out_noise = spec.out_noise
+    return io
+
+
+def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions) -> Any:
+    """The base RPU config of an analog algorithm (transfer_every still per sample; see
+    ``per_layer_config``)."""
+    device = build_device(spec)
+    io = build_io(spec)
+    update = UpdateParameters(desired_bl=options.update_bl)
+    if spec.deterministic:
+        update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
+
+    if algorithm == "sgd":
+        return SingleRPUConfig(device=device, forward=io, backward=io, update=update)
+    if algorithm == "mixed-precision":
+        return DigitalRankUpdateRPUConfig(
+            device=MixedPrecisionCompound(device=device), forward=io, backward=io, update=update
+        )
+    if algorithm not in ("c-ttv2", "ttv2", "agad"):
+        raise ValueError(f"no analog config for algorithm {algorithm!r}")
+
+    config = build_config(
+        algorithm, device, io_parameters=io, up_parameters=update,
+        construction_seed=spec.construction_seed,
+    )
+    compound = config.device
+    compound.fast_lr = options.fast_lr
+    compound.auto_granularity = options.auto_granularity
+    compound.transfer_every = options.transfer_every
+    compound.in_chop_prob = 0.0 if algorithm == "ttv2" else options.in_chop_prob
+    compound.transfer_update.desired_bl = options.update_bl
+    if spec.transfer_noise is not None:
+        compound.transfer_forward.out_noise = spec.transfer_noise
+    if spec.deterministic:
+        compound.in_chop_random = False
+        compound.transfer_update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
+    return config
+
+
+def per_layer_config(config: Any, tokens: int) -> Any:
+    """Scale the per-sample transfer period to this layer's mat-vecs per sample.
+
+    ``units_in_mbatch=False``: aihwkit counts each token as one update, so a layer that sees
+    64 tokens per image would transfer 64x too often without this (see ENGINE_FACTS).
+    """
+    device = getattr(config, "device", None)
+    if device is not None and hasattr(device, "transfer_every") and hasattr(device, "fast_lr"):
+        device.transfer_every = device.transfer_every * max(1, tokens)
+    return config

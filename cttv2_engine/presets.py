@@ -1,0 +1,106 @@
+"""Device families and presets as plain data, and the JSON listing behind ``GET /v1/presets``.
+
+No torch or aihwkit here (the API imports it). ``cttv2_engine.devices`` maps each name to its
+aihwkit class through a whitelist; tests check that the defaults below match aihwkit's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cttv2_engine import registry
+from cttv2_engine.families import FAMILIES, IO_DEFAULTS
+from cttv2_engine.spec import (
+    ALGORITHMS,
+    DATASETS,
+    AlgorithmOptions,
+    DataSpec,
+    DeviceSpec,
+    ModelSpec,
+    TrainingSpec,
+)
+
+ALGORITHM_DOCS = {
+    "c-ttv2": "chopped Tiki-Taka v2 (Rasch et al., Nat. Commun. 2024): fast tile A, digital "
+    "buffer, chopped transfer into the slow tile C",
+    "ttv2": "Tiki-Taka v2: as c-ttv2 without choppers (in_chop_prob = 0)",
+    "agad": "analog gradient accumulation with dynamic reference (Rasch et al. 2024)",
+    "sgd": "plain in-memory SGD: stochastic pulse updates straight onto one device",
+    "mixed-precision": "gradient accumulated digitally, transferred as pulses (Nandakumar 2020)",
+    "fp": "digital floating-point baseline (no analog tiles)",
+}
+DEFAULT_LR = {"c-ttv2": 1.0, "ttv2": 1.0, "agad": 1.0, "sgd": 0.1, "mixed-precision": 0.1,
+              "fp": 1e-3}
+DATASET_DOCS = {
+    "digits": "scikit-learn's bundled 8x8 digits (10 classes, ~1350 train / 450 test), offline",
+    "cifar10": "DATA_DIR/cifar-10-batches-py (python pickle layout)",
+    "cifar100": "DATA_DIR/cifar-100-python (python pickle layout)",
+    "imagefolder": "DATA_DIR/<name>/{train,test}/<class>/*.png|jpg",
+}
+
+
+def _field_docs(model: type) -> dict[str, dict[str, Any]]:
+    """Each field's description, default and range, read from the pydantic schema."""
+    schema = model.model_json_schema()
+    out = {}
+    for name, prop in schema.get("properties", {}).items():
+        doc: dict[str, Any] = {}
+        for key in ("description", "default", "minimum", "maximum", "exclusiveMinimum",
+                    "exclusiveMaximum", "enum", "type"):
+            if key in prop:
+                doc[key] = prop[key]
+        if "anyOf" in prop:
+            types = [p.get("type") for p in prop["anyOf"] if p.get("type") != "null"]
+            for p in prop["anyOf"]:
+                for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                    if key in p:
+                        doc[key] = p[key]
+            doc["type"] = types[0] if len(types) == 1 else types
+            doc["nullable"] = True
+        out[name] = doc
+    return out
+
+
+KNOB_UNITS = {
+    "dw_min": "weight units", "w_min": "weight units", "w_max": "weight units",
+    "sp_skew": "weight units", "sp_variability": "weight units", "n_states": "states",
+    "up_down": "relative", "dw_min_dtod": "relative std", "w_max_dtod": "relative std",
+    "up_down_dtod": "relative std", "dw_min_std": "relative std of dw_min",
+    "write_noise_std": "multiples of dw_min", "transfer_noise": "output units (std)",
+    "out_noise": "output units (std)", "dac_bits": "bits", "adc_bits": "bits",
+    "fast_lr": "absolute", "transfer_every": "samples (scaled per layer by tokens per sample)",
+    "in_chop_prob": "probability", "auto_granularity": "updates", "update_bl": "pulses",
+}
+
+
+def listing() -> dict[str, Any]:
+    """Everything a client needs to build a spec: JSON-able, no torch."""
+    device_knobs = _field_docs(DeviceSpec)
+    algo_knobs = _field_docs(AlgorithmOptions)
+    for docs in (device_knobs, algo_knobs):
+        for name, doc in docs.items():
+            if name in KNOB_UNITS:
+                doc["unit"] = KNOB_UNITS[name]
+    return {
+        "families": {
+            name: {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.items()}
+            for name, info in FAMILIES.items()
+            if info["kind"] == "family"
+        },
+        "presets": {
+            name: {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.items()}
+            for name, info in FAMILIES.items()
+            if info["kind"] == "preset"
+        },
+        "io_defaults": dict(IO_DEFAULTS),
+        "device_knobs": device_knobs,
+        "algorithm_options": algo_knobs,
+        "algorithms": {
+            a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a]} for a in ALGORITHMS
+        },
+        "models": registry.listing(),
+        "datasets": {d: DATASET_DOCS[d] for d in DATASETS},
+        "model_fields": _field_docs(ModelSpec),
+        "data_fields": _field_docs(DataSpec),
+        "training_fields": _field_docs(TrainingSpec),
+    }
