@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+import logging
+
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -19,7 +22,12 @@ def get_session() -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.close()
+        try:
+            session.close()
+        except SQLAlchemyError as exc:
+            # The connection died after the response was built (the database went away):
+            # the pool discards it; the next request gets a fresh one or a 503.
+            logging.getLogger("cttv2.api").warning("session close failed: %s", str(exc).splitlines()[0])
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

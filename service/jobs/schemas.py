@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from cttv2_engine.spec import DeviceSpec, JobSpec, StrictModel
 
@@ -35,6 +35,12 @@ class JobCreate(JobSpec):
 
     device: DeviceInput | None = Field(default_factory=DeviceSpec)
     resume_from: ResumeFrom | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> JobCreate:
+        # Replaces JobSpec._check (same name): the cross-field checks run on the resolved
+        # JobSpec, once a device given by id has been copied inline (jobs.service.resolve_spec).
+        return self
 
 
 class JobError(BaseModel):

@@ -33,7 +33,7 @@ def wait_running(client, job_id: int, min_step: int = 1, timeout: float = 120) -
 def test_submit_runs_and_succeeds(stack, client):
     job = client.post("/v1/jobs", json=TINY_FP)
     assert job.status_code == 201, job.text
-    assert job.json()["status"] == "queued"
+    assert job.json()["status"] in ("queued", "running")  # a fast worker may have claimed it
     done = wait_for_job(client, job.json()["id"], stack=stack)
     assert done["status"] == "succeeded", done
     result = done["result"]

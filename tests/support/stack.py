@@ -182,7 +182,7 @@ class Stack:
         self.stop()
         if self._db_name:
             drop_pg_database(self._db_name)
-        if not keep_files:
+        if not keep_files and not os.environ.get("CTTV2_TEST_KEEP"):
             shutil.rmtree(self.root, ignore_errors=True)
 
     def database_url(self) -> str:
