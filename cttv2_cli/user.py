@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from cttv2_cli.main import cli
 from cttv2_client import (
     Client,
     ConfigError,
@@ -28,6 +26,8 @@ from cttv2_client import (
     SpecFileError,
     ValidationError,
 )
+
+from cttv2_cli.main import cli
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 import yaml
-
 from cttv2_client import Client
 
 HERE = Path(__file__).resolve().parent

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 sys.path[:0] = [str(ROOT), str(ROOT / "sdk")]  # run from a checkout without installing the SDK
 
-from cttv2_client import Client, CTTV2Error, Job  # noqa: E402
+from cttv2_client import Client, CTTV2Error, Job
 
 console = Console()
 

@@ -107,7 +107,7 @@ class Client:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Client:  # noqa: PYI034 - no typing.Self on 3.10
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -141,10 +141,10 @@ def error_from_response(response: httpx.Response, retry_after: float | None = No
         text = response.text.strip()  # the transport reads streamed error bodies first
         message = f"HTTP {status} {response.reason_phrase}".strip() + (f": {text[:200]}" if text else "")
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
-    kwargs: dict[str, Any] = dict(
-        status_code=status, code=code, fields=fields, response=response,
-        request_id=response.headers.get("X-Request-ID"),
-    )
+    kwargs: dict[str, Any] = {
+        "status_code": status, "code": code, "fields": fields, "response": response,
+        "request_id": response.headers.get("X-Request-ID"),
+    }
     if cls is RateLimited:
         return RateLimited(message, retry_after=retry_after, **kwargs)
     return cls(message, **kwargs)

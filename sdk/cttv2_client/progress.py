@@ -12,7 +12,7 @@ from cttv2_client.models import Job, Sweep
 
 def in_notebook() -> bool:
     try:
-        shell = get_ipython().__class__.__name__  # type: ignore[name-defined]  # noqa: F821
+        shell = get_ipython().__class__.__name__  # type: ignore[name-defined]
     except NameError:
         return False
     return shell == "ZMQInteractiveShell" or "google.colab" in shell

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import pytest
-
 from cttv2_client import Client, RetryPolicy
+
 from tests.support.live import shared_stack
 from tests.support.stack import Stack
 
 # Short backoff: the retry tests inject failures and should not sleep for real seconds.
-FAST_RETRY = dict(backoff_base=0.05, backoff_max=0.2)
+FAST_RETRY = {"backoff_base": 0.05, "backoff_max": 0.2}
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,11 @@ from __future__ import annotations
 import io
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-
-from cttv2_client import Client, ConfigError, Job, Metrics, SpecFileError, SweepReport
-from cttv2_client import config
+from cttv2_client import Client, ConfigError, Job, Metrics, SpecFileError, SweepReport, config
 from cttv2_client.progress import TextDisplay
 from cttv2_client.specfile import apply_overrides, load_document
 from cttv2_client.sse import SSEParser, iter_events
@@ -97,7 +95,7 @@ def test_sse_parser_follows_the_event_stream_format():
 def test_retry_after_seconds_and_http_dates():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(" 0 ") == 0.0
-    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
     assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None

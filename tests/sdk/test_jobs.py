@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from cttv2_client import (
     AuthError,
     Client,
@@ -15,12 +14,13 @@ from cttv2_client import (
     ValidationError,
     WaitTimeout,
 )
+
 from tests.support.specs import TINY_CTTV2, TINY_FP, spec
 
 # Long enough to still be queued or running while a test cancels it or waits with a timeout.
 LONG = spec(TINY_FP, name="long", **{"training.epochs": 200})
 # Fails in the worker: the image folder does not exist in the data dir.
-FAILS = spec(TINY_FP, name="fails", **{"data": {"dataset": "imagefolder", "name": "no-such-folder"}})
+FAILS = spec(TINY_FP, name="fails", data={"dataset": "imagefolder", "name": "no-such-folder"})
 
 
 def test_submit_from_yaml_and_wait_with_progress(client, tmp_path):

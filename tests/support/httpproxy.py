@@ -49,11 +49,11 @@ class Corrupt:
 class Seen:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers
     at: float
     action: object = None
     response_status: int | None = None
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: httpx.Headers = field(default_factory=httpx.Headers)
 
 
 class FaultyProxy:
@@ -77,19 +77,19 @@ class FaultyProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def on(self, method: str, path_prefix: str, *actions: object) -> None:
-        """The next len(actions) requests matching method and path prefix get these actions,
-        in order; every other request is forwarded untouched."""
+    def on(self, method: str, path: str, *actions: object) -> None:
+        """The next len(actions) requests to method and path (query string ignored) get these
+        actions, in order; every other request is forwarded untouched."""
         with self._lock:
-            self._rules.append((method.upper(), path_prefix, list(actions)))
+            self._rules.append((method.upper(), path, list(actions)))
 
-    def seen(self, method: str, path_prefix: str) -> list[Seen]:
-        return [r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)]
+    def seen(self, method: str, path: str) -> list[Seen]:
+        return [r for r in self.requests if r.method == method.upper() and r.path.split("?")[0] == path]
 
     def _take(self, method: str, path: str) -> object:
         with self._lock:
-            for m, prefix, actions in self._rules:
-                if m == method and path.startswith(prefix) and actions:
+            for m, rule_path, actions in self._rules:
+                if m == method and path.split("?")[0] == rule_path and actions:
                     return actions.pop(0)
         return None
 
@@ -114,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         proxy = self.owner
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        seen = Seen(self.command, self.path, {k: v for k, v in self.headers.items()}, time.monotonic())
+        seen = Seen(self.command, self.path, httpx.Headers(list(self.headers.items())), time.monotonic())
         seen.action = action = proxy._take(self.command, self.path)
         proxy.requests.append(seen)
         if action == DROP:
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         upstream = proxy._upstream.send(request, stream=True)
         try:
             seen.response_status = upstream.status_code
-            seen.response_headers = dict(upstream.headers)
+            seen.response_headers = upstream.headers
             if action == FORWARD_THEN_DROP:
                 upstream.read()
                 self.close_connection = True
