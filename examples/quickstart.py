@@ -48,7 +48,7 @@ except ImportError:
 for artifact in client.artifacts.list(job.id):
     print(f"{artifact.name:28} {artifact.size:>10} bytes")
 out_dir = os.environ.get("QUICKSTART_OUT") or tempfile.mkdtemp(prefix="cttv2-")
-path = client.artifacts.download(job.id, "weights.safetensors", out_dir)
+path = client.artifacts.download(job.id, "weights.safetensors", f"{out_dir}/")
 print(f"weights saved to {path}")
 
 # %% the same job again, as a digital baseline: compare

@@ -37,8 +37,8 @@ class Artifacts:
     def download(self, job_id: int, name: str, path: str | os.PathLike[str] | None = None) -> Path:
         """Save artifact `name` (e.g. "weights.safetensors", "checkpoints/best.pt") of a job.
 
-        path: a file, or an existing directory to save into (default: the current directory,
-        under the artifact's base name). Returns the saved file's path. Raises
+        path: a file, or a directory to save into (an existing one, or one written with a
+        trailing "/"; default: the current directory), under the artifact's base name. Returns the saved file's path. Raises
         ChecksumMismatch (and keeps nothing) when the bytes do not match the server's sha256.
         """
         target = _target_path(name, path)
@@ -73,7 +73,7 @@ class Artifacts:
                     else:  # a full body (200): start over
                         mode, hasher, hashed = "wb", hashlib.sha256(), 0
                     with open(part, mode) as fh:
-                        for chunk in r.iter_bytes(CHUNK):
+                        for chunk in r.iter_bytes():  # as received: nothing buffered is lost on a cut
                             fh.write(chunk)
                             hasher.update(chunk)
                             hashed += len(chunk)
@@ -82,7 +82,7 @@ class Artifacts:
                 break
             except (httpx.TransportError, APIConnectionError) as exc:
                 grew = part.exists() and part.stat().st_size > offset
-                failures = 0 if grew else failures + 1
+                failures = 1 if grew else failures + 1  # cuts that make progress may go on
                 if failures >= retry.max_attempts:
                     raise APIConnectionError(
                         f"download of {name} broke off at {part.stat().st_size if part.exists() else 0} bytes "
@@ -109,7 +109,8 @@ def _target_path(name: str, path: str | os.PathLike[str] | None) -> Path:
     if path is None:
         return Path.cwd() / base
     p = Path(path).expanduser()
-    return p / base if p.is_dir() else p
+    as_dir = p.is_dir() or str(path).endswith(("/", os.sep))  # "out/" names a folder to create
+    return p / base if as_dir else p
 
 
 def _checksum(r: httpx.Response) -> str | None:

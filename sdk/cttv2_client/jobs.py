@@ -59,9 +59,11 @@ class Jobs:
         r = self._client.request("POST", f"/v1/jobs/{int(job_id)}/cancel", idempotent=True)
         return Job.model_validate(r.json())
 
-    def rerun(self, job_id: int) -> Job:
-        """A new job with the same spec (rerun_of = job_id)."""
-        return Job.model_validate(self._client.request("POST", f"/v1/jobs/{int(job_id)}/rerun").json())
+    def rerun(self, job_id: int, *, idempotency_key: str | None = None) -> Job:
+        """A new job with the same spec (rerun_of = job_id); retried safely like submit."""
+        key = idempotency_key or str(uuid.uuid4())
+        r = self._client.request("POST", f"/v1/jobs/{int(job_id)}/rerun", headers={"Idempotency-Key": key})
+        return Job.model_validate(r.json())
 
     def wait(
         self,
@@ -102,12 +104,13 @@ class Jobs:
         path = f"/v1/jobs/{int(job_id)}/events"
         parser = SSEParser(last_event_id=last_event_id)
         retry = self._client.retry
-        failures = 0
+        failures = empty_in_a_row = 0
         while True:
             headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
             if parser.last_event_id:
                 headers["Last-Event-ID"] = parser.last_event_id
             got_any = False
+            parser.reset()
             try:
                 with self._client.stream("GET", path, headers=headers, timeout=STREAM_TIMEOUT) as response:
                     for event in iter_events(response.iter_lines(), parser):
@@ -122,9 +125,10 @@ class Jobs:
                 if failures >= retry.max_attempts:
                     raise APIConnectionError(f"event stream of job {job_id} broke {failures} times: {exc}") from exc
             else:
-                # The server closed the stream before a terminal event (a restart, or the stream
-                # began after the end): stop if the job is over, else reconnect.
-                if not reconnect or (not got_any and self.get(job_id).done):
+                # Closed before a terminal event: a restart or a cut (reconnect), or a stream that
+                # began after the end (nothing to send, twice in a row, for a finished job).
+                empty_in_a_row = 0 if got_any else empty_in_a_row + 1
+                if not reconnect or (empty_in_a_row >= 2 and self.get(job_id).done):
                     return
             delay = parser.retry_ms / 1000 if parser.retry_ms is not None else retry.delay(max(failures, 1))
             self._client.sleep(delay)

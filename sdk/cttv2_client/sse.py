@@ -13,11 +13,22 @@ from cttv2_client.models import Event
 
 @dataclass
 class SSEParser:
+    """Feeds on lines; `last_event_id` is the id of the last *complete* event, the one to resume
+    after (an id line of an event cut off mid-way does not count)."""
+
     last_event_id: str | None = None
     retry_ms: int | None = None  # the server's reconnection delay hint
+    _id: str | None = None
     _event: str = ""
     _data: list[str] = field(default_factory=list)
     _has_data: bool = False
+
+    def __post_init__(self) -> None:
+        self._id = self.last_event_id
+
+    def reset(self) -> None:
+        """Drop a partly received event (before reading a new connection)."""
+        self._id, self._event, self._data, self._has_data = self.last_event_id, "", [], False
 
     def feed(self, line: str) -> Event | None:
         """Take one line (without its line ending); return an Event when one is complete."""
@@ -35,12 +46,13 @@ class SSEParser:
             self._event = value
         elif name == "id":
             if "\0" not in value:
-                self.last_event_id = value
+                self._id = value
         elif name == "retry" and value.isdigit():
             self.retry_ms = int(value)
         return None
 
     def _dispatch(self) -> Event | None:
+        self.last_event_id = self._id
         if not self._has_data:
             self._event = ""
             return None

@@ -89,7 +89,9 @@ def test_sse_parser_follows_the_event_stream_format():
     assert events[2].data == "plain text"
     assert events[3].data == {"values": {"train_loss": 0.5}}
     assert parser.retry_ms == 1500
-    assert parser.last_event_id == "4"  # seen, though its event never completed
+    assert parser.last_event_id == "3"  # event 4 never completed: resume after 3
+    parser.reset()
+    assert list(iter_events(["data: x", ""], parser))[0].id == "3"
 
 
 def test_retry_after_seconds_and_http_dates():
