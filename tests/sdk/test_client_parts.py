@@ -91,7 +91,7 @@ def test_sse_parser_follows_the_event_stream_format():
     assert parser.retry_ms == 1500
     assert parser.last_event_id == "3"  # event 4 never completed: resume after 3
     parser.reset()
-    assert list(iter_events(["data: x", ""], parser))[0].id == "3"
+    assert next(iter(iter_events(["data: x", ""], parser))).id == "3"
 
 
 def test_retry_after_seconds_and_http_dates():

@@ -6,8 +6,8 @@ import hashlib
 import time
 
 import pytest
-
 from cttv2_client import NotFound, ValidationError
+
 from tests.support.specs import TINY_CTTV2, TINY_FP, spec
 
 
