@@ -183,3 +183,35 @@ def test_logs_metrics_artifacts_download(cli, finished, tmp_path):
     assert "sha256 verified" in res.stdout
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == listing["weights.safetensors"]["sha256"]
     assert_one_line_error(cli("download", job_id, "no-such-file", code=1), "")
+
+
+TINY_SWEEP = {
+    "name": "cli-sweep",
+    "base": spec(TINY_CTTV2, **{"training.epochs": 1}),
+    "grid": {"device.sp_skew": [0.0, 0.2]},
+    "seeds": [0],
+    "baseline": True,
+}
+
+
+def test_sweep_commands(cli, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(TINY_SWEEP))
+    res = cli("sweep", "submit", str(path), "--wait")
+    assert "succeeded: 3/3 jobs succeeded" in res.stdout, res.stdout
+    sweep_id = res.stderr.split()[2]  # "submitted sweep N (3 jobs)"
+    assert int(sweep_id) in [s["id"] for s in cli.json("sweep", "list")]
+    assert cli.json("sweep", "show", sweep_id)["counts"]["succeeded"] == 3
+    shown = cli("sweep", "show", sweep_id).stdout
+    assert "cli-sweep" in shown and shown.count("succeeded") >= 4  # the sweep and its 3 jobs
+
+    table = cli("sweep", "report", sweep_id).stdout
+    assert "device.sp_skew" in table and "baseline" in table and "vs baseline" in table
+    report = cli.json("sweep", "report", sweep_id)
+    assert report["complete"] and report["axes"] == ["device.sp_skew"] and len(report["rows"]) == 2
+    csv = cli("sweep", "report", sweep_id, "--csv").stdout.splitlines()
+    assert "device.sp_skew" in csv[0] and len(csv) >= 3
+    res = cli("sweep", "report", sweep_id, "--png", str(tmp_path / "report.png"))
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG" and "saved" in res.stdout
+    assert cli("sweep", "report", sweep_id, "--csv", "--json", code=2).returncode == 2
+    assert cli.json("sweep", "cancel", sweep_id)["status"] == "succeeded"  # nothing left to cancel
