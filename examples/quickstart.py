@@ -23,8 +23,8 @@ spec = {
     "algorithm": "c-ttv2",
     "device": {"family": "SoftBoundsReference", "dw_min": 0.01},
     "model": {"arch": "swin_micro", "analog_scope": "last_stage", "digital_parts": "trained"},
-    "data": {"dataset": "digits", "classes": [0, 1, 2], "train_per_class": 40, "test_per_class": 10},
-    "training": {"epochs": 3, "batch_size": 16, "seed": 0},
+    "data": {"dataset": "digits", "classes": [0, 1, 2], "train_per_class": 30, "test_per_class": 10},
+    "training": {"epochs": 2, "batch_size": 16, "seed": 0},
 }
 job = client.jobs.submit(spec)
 print(f"submitted job {job.id}")

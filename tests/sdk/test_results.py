@@ -8,15 +8,7 @@ import time
 import pytest
 from cttv2_client import NotFound, ValidationError
 
-from tests.support.specs import TINY_CTTV2, TINY_FP, spec
-
-
-@pytest.fixture(scope="module")
-def followed(client):
-    """A c-TTv2 job followed live through its event stream from submit to the end."""
-    job = client.jobs.submit(TINY_CTTV2)
-    events = list(client.jobs.events(job.id))
-    return client.jobs.get(job.id), events
+from tests.support.specs import TINY_FP, spec
 
 
 def test_events_follow_a_job_live_and_resume(client, followed):

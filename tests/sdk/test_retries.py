@@ -17,7 +17,7 @@ from cttv2_client import (
 
 from tests.sdk.conftest import FAST_RETRY
 from tests.support.httpproxy import DROP, FORWARD_THEN_DROP, Corrupt, CutBody, FaultyProxy, status
-from tests.support.specs import TINY_CTTV2, TINY_FP, spec
+from tests.support.specs import TINY_FP, spec
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,8 @@ def via_proxy(proxy, token):
 
 
 @pytest.fixture(scope="module")
-def finished(client):
-    """A finished c-TTv2 job: it has events, metrics, logs and artifacts."""
-    return client.jobs.wait(client.jobs.submit(TINY_CTTV2).id, timeout=300, progress_bar=False)
+def finished(followed):
+    return followed[0]
 
 
 def test_a_retried_submit_creates_exactly_one_job(via_proxy, proxy, live, token):
