@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import yaml
-from cttv2_client import Client
+from cttv2_client import Client, CTTV2Error
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,4 +47,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CTTV2Error as exc:  # JobFailed, a validation error, no server...: one line
+        raise SystemExit(f"chain: {exc}") from None
