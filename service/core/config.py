@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     worker_threads: int = Field(1, ge=1, le=256, description="torch threads per worker process")
 
+    # Uploaded weights (POST /v1/weights) larger than this are refused with 413.
+    max_upload_mb: int = Field(512, ge=1, le=100_000)
+    # The events stream (GET /v1/jobs/{id}/events): how often it polls the event log, and how
+    # long it stays silent before sending a keep-alive comment.
+    sse_poll_s: float = Field(0.5, gt=0, le=60)
+    sse_keepalive_s: float = Field(15.0, gt=0, le=3600)
+
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)
 

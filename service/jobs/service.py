@@ -16,6 +16,7 @@ from service.core.db import utcnow
 from service.core.errors import Conflict, Invalid, NotFound, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
+from service.jobs import references
 from service.jobs.events import add_event
 from service.jobs.models import Job
 from service.jobs.schemas import DeviceSpecRef, JobCreate
@@ -45,10 +46,9 @@ def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec
     except ValidationError as exc:
         raise invalid_from(exc) from None
     check_semantics(spec)
-    if spec.model.pretrained is not None and hasattr(spec.model.pretrained, "job"):
-        get(session, user, spec.model.pretrained.job)  # must be the user's own job
+    references.check_pretrained(session, user, spec)
     if body.resume_from is not None:
-        get(session, user, body.resume_from.job)
+        references.check_resume_from(session, user, body.resume_from)
     return spec, device_spec_id
 
 
@@ -63,16 +63,21 @@ def check_semantics(spec: JobSpec) -> None:
 
 
 def submit(
-    session: Session, user: User, body: JobCreate, idempotency_key: str | None
+    session: Session, user: User, body: JobCreate, idempotency_key: str | None,
+    *, rerun_of: int | None = None, device_spec_id: int | None = None,
 ) -> tuple[Job, bool]:
     """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
     Idempotency-Key and body were seen before and the earlier job is returned."""
-    request_hash = canonical_hash(body.model_dump(mode="json"))
+    request = body.model_dump(mode="json")
+    if rerun_of is not None:
+        request["rerun_of"] = rerun_of  # a rerun and a plain submit never replay each other
+    request_hash = canonical_hash(request)
     if idempotency_key:
         earlier = _by_key(session, user, idempotency_key, request_hash)
         if earlier is not None:
             return earlier, True
-    spec, device_spec_id = resolve_spec(session, user, body)
+    spec, resolved_device_id = resolve_spec(session, user, body)
+    device_spec_id = resolved_device_id or device_spec_id
     job = Job(
         user_id=user.id,
         name=spec.name,
@@ -81,6 +86,7 @@ def submit(
         algorithm=spec.algorithm,
         device_spec_id=device_spec_id,
         resume_from=body.resume_from.model_dump() if body.resume_from else None,
+        rerun_of=rerun_of,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
     )
@@ -147,3 +153,18 @@ def cancel(session: Session, user: User, job_id: int) -> Job:
     session.commit()
     session.refresh(job)
     return job
+
+
+def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None) -> tuple[Job, bool]:
+    """A new job with the same spec (and the same resume point) as job_id. The spec is the
+    stored snapshot, so a device spec deleted since does not matter."""
+    earlier = get(session, user, job_id)
+    data = dict(earlier.spec)
+    if earlier.resume_from:
+        data["resume_from"] = earlier.resume_from
+    try:
+        body = JobCreate.model_validate(data)
+    except ValidationError as exc:  # a spec stored by an older version that no longer validates
+        raise invalid_from(exc) from None
+    return submit(session, user, body, idempotency_key, rerun_of=earlier.id,
+                  device_spec_id=earlier.device_spec_id)
