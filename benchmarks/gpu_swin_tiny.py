@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
 import math
 import os
@@ -219,6 +220,11 @@ def run(args: argparse.Namespace) -> dict:
                 raise
             why_not_engine = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             path = "aihwkit"
+            if device.type == "cuda":  # whatever the failed attempt allocated is not this run's
+                gc.collect()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+                used_before = gpu_used_bytes()
     if path == "aihwkit":
         model, optimizers, tiles = build_with_aihwkit(args, device)
     build_s = time.perf_counter() - t0

@@ -227,16 +227,16 @@ def dockerignore_patterns() -> list[str]:
 
 
 def ignored(rel: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule, closely enough for this file: a pattern is anchored at the
+    context root unless it starts with **/, and excluding a folder excludes what is inside."""
     parts = rel.split("/")
     for pattern in patterns:
         pattern = pattern.rstrip("/")
-        for i in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:i])
-            if (
-                fnmatch.fnmatch(prefix, pattern)
-                or fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
-                or fnmatch.fnmatch(parts[i - 1], pattern.removeprefix("**/"))
-            ):
+        anywhere = pattern.startswith("**/")
+        core = pattern.removeprefix("**/")
+        for end in range(1, len(parts) + 1):
+            starts = range(end) if anywhere else [0]
+            if any(fnmatch.fnmatch("/".join(parts[i:end]), core) for i in starts):
                 return True
     return False
 
