@@ -80,18 +80,21 @@ COPY --from=uv /uv /usr/local/bin/uv
 COPY --from=aihwkit-build /wheels /wheels
 WORKDIR /app
 COPY . /app
-# One resolve for everything: the local CUDA wheel satisfies the project's aihwkit==1.1.0 pin,
-# and the constraints keep torch at the version the wheel was compiled against. The project is
+# One resolve for everything: the local CUDA wheel is the aihwkit (the override lets
+# --build-arg AIHWKIT_VERSION=1.2.0 replace the project's 1.1.0 pin in this image only), and the
+# constraints keep torch at the version the wheel was compiled against. The project is
 # installed editable from /app: `cttv2 db upgrade` reads alembic.ini and migrations/ from the
 # source tree (service/core/migrate.py), and serve/worker migrate on start too.
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv python install "${PYTHON_VERSION}" \
     && uv venv --python "${PYTHON_VERSION}" /opt/venv \
-    && printf 'torch==%s\ntorchvision==%s\naihwkit==%s\n' \
-        "${TORCH_VERSION}" "${TORCHVISION_VERSION}" "${AIHWKIT_VERSION}" > /tmp/constraints.txt \
-    && uv pip install --python /opt/venv/bin/python --constraint /tmp/constraints.txt \
+    && printf 'torch==%s\ntorchvision==%s\n' "${TORCH_VERSION}" "${TORCHVISION_VERSION}" \
+        > /tmp/constraints.txt \
+    && printf 'aihwkit==%s\n' "${AIHWKIT_VERSION}" > /tmp/overrides.txt \
+    && uv pip install --python /opt/venv/bin/python \
+        --constraint /tmp/constraints.txt --override /tmp/overrides.txt \
         /wheels/aihwkit-"${AIHWKIT_VERSION}"-*.whl --editable ".[worker]" \
-    && rm -rf /wheels /tmp/constraints.txt
+    && rm -rf /wheels /tmp/constraints.txt /tmp/overrides.txt
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

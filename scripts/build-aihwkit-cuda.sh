@@ -56,6 +56,31 @@ usage: $0 [options]
 EOF
 }
 
+cccl3_aliases() {  # appended to src/rpucuda/cuda/rpu_cub.h of aihwkit 1.1.0 for CUDA >= 13
+    cat <<'EOF'
+
+// --- Added by cttv2's scripts/build-aihwkit-cuda.sh for CUDA >= 13 ---------------------------
+// CCCL 3.0 (CUDA 13) removed cub::TransformInputIterator and cub::CountingInputIterator,
+// which aihwkit 1.1.0 still uses (maximizer.cu, noise_manager.cu, weight_clipper_cuda.cu).
+// Alias them to the Thrust iterators that replace them, with the old CUB template parameters,
+// as aihwkit 1.2.0 does in this same header. Older toolkits keep the real CUB iterators.
+#if defined(CUB_VERSION) && (CUB_VERSION >= 300000)
+#include <cstddef>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
+
+CUB_NAMESPACE_BEGIN
+template <typename ValueType, typename ConversionOp, typename InputIteratorT,
+          typename OffsetT = ptrdiff_t>
+using TransformInputIterator =
+    ::thrust::transform_iterator<ConversionOp, InputIteratorT, ValueType, ValueType>;
+template <typename ValueType, typename OffsetT = ptrdiff_t>
+using CountingInputIterator = ::thrust::counting_iterator<ValueType>;
+CUB_NAMESPACE_END
+#endif
+EOF
+}
+
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --python) PYTHON="$2"; shift 2 ;;
@@ -170,6 +195,14 @@ if [[ -n "$NVCC" && -x "$NVCC" ]]; then
 else
     missing "nvcc (the CUDA toolkit's compiler): set CUDACXX or put nvcc on PATH"
     NVCC="nvcc"
+fi
+
+# aihwkit 1.1.0 predates CUDA 13: its CUDA code uses two CUB iterators that CCCL 3.0 (CUDA 13)
+# removed. For that pair, the build adds the aliases aihwkit 1.2.0 ships (see cccl3_aliases).
+CCCL3_PATCH=0
+if [[ "$AIHWKIT_VERSION" == "1.1.0" && -n "$NVCC_VERSION" && "${NVCC_VERSION%%.*}" -ge 13 ]]; then
+    CCCL3_PATCH=1
+    echo "  note     nvcc $NVCC_VERSION + aihwkit 1.1.0: adding CCCL 3 iterator aliases to rpu_cub.h"
 fi
 
 # --- Build tools ------------------------------------------------------------------------------
@@ -333,6 +366,9 @@ if [[ -n "${SDIST_SHA256[$AIHWKIT_VERSION]:-}" ]]; then
 fi
 echo "  tar -xzf $SDIST -C $WORK_DIR"
 echo "  cd $SRC_DIR"
+if [[ $CCCL3_PATCH -eq 1 ]]; then
+    echo "  cat >> src/rpucuda/cuda/rpu_cub.h   # the CCCL 3 aliases from cccl3_aliases() in $0"
+fi
 printf '  env'; for kv in "${BUILD_ENV[@]}"; do printf ' \\\n      %s=%s' "${kv%%=*}" "'${kv#*=}'"; done
 printf ' \\\n    %s\n' "${BUILD_CMD[*]}"
 if [[ $INSTALL -eq 1 ]]; then
@@ -374,6 +410,9 @@ if [[ "$CUDA_LIB_SOURCE" == "pip" ]]; then
     ln -sf "$l_curand" "$CUDA_EXTRA_LIBDIR/libcurand.so"
 fi
 cd "$SRC_DIR"
+if [[ $CCCL3_PATCH -eq 1 ]] && ! grep -q "Added by cttv2" src/rpucuda/cuda/rpu_cub.h; then
+    cccl3_aliases >> src/rpucuda/cuda/rpu_cub.h
+fi
 if ! env "${BUILD_ENV[@]}" "${BUILD_CMD[@]}"; then
     echo "aihwkit build failed (see the compiler output above)" >&2
     exit 4

@@ -137,3 +137,34 @@ def test_bad_usage(bad):
     out = run(*bad, "--dry-run")
     assert out.returncode == 2
     assert out.stderr
+
+
+def test_cuda13_adds_the_cccl3_aliases_to_aihwkit_110(tmp_path):
+    """CUDA 13's CCCL 3 removed two CUB iterators aihwkit 1.1.0 uses (measured: maximizer.cu
+    and noise_manager.cu fail to compile with nvcc 13.0 otherwise); 1.2.0 carries the fix."""
+    nvcc = fake_nvcc(tmp_path, "13.0")
+    out = run(
+        "--python", sys.executable, "--dry-run", "--allow-cuda-mismatch", env={"CUDACXX": nvcc}
+    )
+    assert "adding CCCL 3 iterator aliases" in out.stdout
+    assert "cat >> src/rpucuda/cuda/rpu_cub.h" in out.stdout
+    out = run(
+        "--python",
+        sys.executable,
+        "--dry-run",
+        "--allow-cuda-mismatch",
+        "--version",
+        "1.2.0",
+        env={"CUDACXX": nvcc},
+    )
+    assert "CCCL 3" not in out.stdout
+    out = run("--python", sys.executable, "--dry-run", env={"CUDACXX": fake_nvcc(tmp_path, "12.8")})
+    assert "CCCL 3" not in out.stdout
+
+
+def test_cccl3_aliases_are_guarded_by_the_cub_version():
+    text = SCRIPT.read_text()
+    block = text.split("cccl3_aliases() {", 1)[1].split("\nEOF\n", 1)[0]
+    assert "#if defined(CUB_VERSION) && (CUB_VERSION >= 300000)" in block
+    assert "using TransformInputIterator" in block and "using CountingInputIterator" in block
+    assert block.rstrip().endswith("#endif")
