@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     worker_threads: int = Field(1, ge=1, le=256, description="torch threads per worker process")
 
+    # A sweep creates one job per grid point and seed (+ baselines): at most this many.
+    max_sweep_jobs: int = Field(500, ge=1, le=100_000)
+
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)
 
