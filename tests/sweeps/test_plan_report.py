@@ -96,6 +96,24 @@ def test_no_axes_is_one_point():
     assert [(j.grid, j.seed) for j in jobs] == [({}, 0), ({}, 1)]
 
 
+# -- status -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("counts", "status"), [
+    ({"queued": 4}, "queued"),
+    ({"queued": 3, "running": 1}, "running"),
+    ({"queued": 3, "succeeded": 1}, "running"),  # between two jobs
+    ({"succeeded": 4}, "succeeded"),
+    ({"succeeded": 3, "failed": 1}, "partial"),
+    ({"succeeded": 1, "cancelled": 3}, "partial"),
+    ({"cancelled": 3, "failed": 1}, "cancelled"),
+    ({"failed": 4}, "failed"),
+])
+def test_sweep_status_from_counts(counts, status):
+    from service.sweeps.service import derive_status
+
+    full = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0, **counts}
+    assert derive_status(full) == status
+
+
 # -- report -----------------------------------------------------------------------------------
 def _outcomes(grid, axes, errors, baseline_errors, status_of=lambda point, seed: "succeeded"):
     """errors(point, seed) -> test error; one job per point x seed (seeds 0, 1, 2)."""

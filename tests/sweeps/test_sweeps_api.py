@@ -119,6 +119,11 @@ def test_bad_sweeps_are_rejected_whole(stack):
     assert err["fields"][0]["field"] == "grid.device.family"
     assert "ConstantStep" in err["message"] and "sp_skew" in err["message"]
 
+    # A check across the whole spec: named as the grid, with the point that fails it.
+    err = error_of(post({**STUDY, "grid": {"algorithm": ["c-ttv2", "sgd"], "device.transfer_noise": [0.1]}}), 422)
+    assert err["fields"][0]["field"] == "grid"
+    assert "algorithm sgd has no transfer" in err["message"] and '"algorithm": "sgd"' in err["message"]
+
     err = error_of(post({**STUDY, "grid": {"training.seed": [1, 2]}}), 422)
     assert err["fields"][0]["field"] == "grid.training.seed"
 
@@ -135,6 +140,7 @@ def test_bad_sweeps_are_rejected_whole(stack):
     assert carol.get("/v1/jobs").json()["items"] == []
 
 
+@pytest.mark.slow
 def test_study_sweep_end_to_end(stack, alice):
     key = uuid.uuid4().hex
     r = alice.post("/v1/sweeps", json=STUDY, headers={"Idempotency-Key": key})
