@@ -13,6 +13,7 @@ from service.device_specs.router import router as device_specs_router
 from service.health.router import router as health_router
 from service.jobs.router import router as jobs_router
 from service.presets.router import router as presets_router
+from service.sweeps.router import router as sweeps_router
 from service.version import version_info
 from service.weights.router import router as weights_router
 
@@ -33,7 +34,9 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
 
     v1 = APIRouter(prefix="/v1")
-    for router in (device_specs_router, jobs_router, artifacts_router, presets_router, weights_router):
+    for router in (
+        device_specs_router, jobs_router, artifacts_router, presets_router, sweeps_router, weights_router
+    ):
         v1.include_router(router)
     app.include_router(health_router)
     app.include_router(v1)

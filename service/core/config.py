@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # long it stays silent before sending a keep-alive comment.
     sse_poll_s: float = Field(0.5, gt=0, le=60)
     sse_keepalive_s: float = Field(15.0, gt=0, le=3600)
+    # A sweep creates one job per grid point and seed (+ baselines): at most this many.
+    max_sweep_jobs: int = Field(500, ge=1, le=100_000)
 
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)

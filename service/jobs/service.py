@@ -35,21 +35,34 @@ def get(session: Session, user: User, job_id: int) -> Job:
 def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec, int | None]:
     """The JobSpec to snapshot: a device given by id is copied inline; the engine's torch-free
     checks (architecture and image size, knob compatibility) run here, before anything is queued."""
+    data, device_spec_id = resolve_device(session, user, body)
+    spec = validate_spec(session, user, data)
+    if body.resume_from is not None:
+        references.check_resume_from(session, user, body.resume_from)
+    return spec, device_spec_id
+
+
+def resolve_device(session: Session, user: User, body: JobCreate) -> tuple[dict, int | None]:
+    """The request as a JobSpec dict (without resume_from), a device given by id copied inline."""
     data = body.model_dump(mode="json", exclude={"resume_from"})
     device_spec_id = None
     if isinstance(body.device, DeviceSpecRef):
         record = device_specs.get(session, user, body.device.id)
         data["device"] = record.spec
         device_spec_id = record.id
+    return data, device_spec_id
+
+
+def validate_spec(session: Session, user: User, data: dict) -> JobSpec:
+    """Every check a job spec gets before it is queued (sweeps run it on each of their jobs).
+    Raises Invalid naming the field (relative to the spec), or NotFound for another's job."""
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc) from None
     check_semantics(spec)
     references.check_pretrained(session, user, spec)
-    if body.resume_from is not None:
-        references.check_resume_from(session, user, body.resume_from)
-    return spec, device_spec_id
+    return spec
 
 
 def check_semantics(spec: JobSpec) -> None:
@@ -77,14 +90,10 @@ def submit(
         if earlier is not None:
             return earlier, True
     spec, resolved_device_id = resolve_spec(session, user, body)
-    device_spec_id = resolved_device_id or device_spec_id
-    job = Job(
-        user_id=user.id,
-        name=spec.name,
-        spec=spec.model_dump(mode="json"),
-        spec_hash=spec.spec_hash(),
-        algorithm=spec.algorithm,
-        device_spec_id=device_spec_id,
+    job = new_job(
+        user,
+        spec,
+        device_spec_id=resolved_device_id or device_spec_id,
         resume_from=body.resume_from.model_dump() if body.resume_from else None,
         rerun_of=rerun_of,
         idempotency_key=idempotency_key,
@@ -107,6 +116,18 @@ def submit(
     return job, False
 
 
+def new_job(user: User, spec: JobSpec, **columns) -> Job:
+    """A Job row for a validated spec (not yet added to the session)."""
+    return Job(
+        user_id=user.id,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec.spec_hash(),
+        algorithm=spec.algorithm,
+        **columns,
+    )
+
+
 def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | None:
     earlier = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
     if earlier is not None and earlier.request_hash != request_hash:
@@ -120,10 +141,22 @@ def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | 
 def enqueue(session: Session, job: Job) -> None:
     """Publish the job id; on success stamp enqueued_at. A failure leaves the job queued and
     unstamped, and the workers' reconciler publishes it later: the job is never lost."""
-    if queue.try_send(queue.RUN_JOB_TASK, job.id):
-        session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=utcnow()))
+    enqueue_many(session, [job.id])
+    session.refresh(job)
+
+
+def enqueue_many(session: Session, job_ids: list[int]) -> int:
+    """enqueue() for many jobs, stamped in one UPDATE. Stops at the first failure: the broker
+    is down, and the reconciler publishes the rest. Returns how many were sent."""
+    sent: list[int] = []
+    for job_id in job_ids:
+        if not queue.try_send(queue.RUN_JOB_TASK, job_id):
+            break
+        sent.append(job_id)
+    if sent:
+        session.execute(update(Job).where(Job.id.in_(sent)).values(enqueued_at=utcnow()))
         session.commit()
-        session.refresh(job)
+    return len(sent)
 
 
 def list_page(session: Session, user: User, params: PageParams, status: str | None):
