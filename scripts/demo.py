@@ -79,7 +79,9 @@ def main() -> None:
             pre = run(client, EXAMPLES / "demo-pretrain.yaml", "pretrain (digital, digits 0-4)")
             if pre.status != "succeeded":
                 raise SystemExit(f"demo: pretraining {pre.status}: {pre.error}")
-            start_from = {"model.pretrained": {"job": pre.id}}
+            # Transfer: start from the pretrained weights, learn the five digits it never saw.
+            start_from = {"model.pretrained": {"job": pre.id}, "data.classes": [5, 6, 7, 8, 9],
+                          "data.num_classes": None}
             analog = run(client, EXAMPLES / "demo-job.yaml", "fine-tune c-TTv2 (analog, digits 5-9)", **start_from)
             digital = run(client, EXAMPLES / "demo-job.yaml", "fine-tune digital baseline (fp)", algorithm="fp",
                           **start_from, **{"training.lr": 0.001, "name": "demo-finetune-fp"})
