@@ -16,6 +16,7 @@ from service.core.db import utcnow
 from service.core.errors import Conflict, Invalid, NotFound, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
+from service.jobs import limits
 from service.jobs.events import add_event
 from service.jobs.models import Job
 from service.jobs.schemas import DeviceSpecRef, JobCreate
@@ -53,13 +54,15 @@ def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec
 
 
 def check_semantics(spec: JobSpec) -> None:
-    """The engine's torch-free cross-field checks (arch vs image size, class subsets)."""
+    """The engine's torch-free cross-field checks (arch vs image size, class subsets), then
+    this server's limits (epochs, image size, dataset size)."""
     try:
         validate_spec_semantics(spec)
     except SpecError as exc:
         field = exc.field or "body"
         message = Exception.__str__(exc)
         raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
+    limits.check_spec(spec)
 
 
 def submit(
@@ -73,6 +76,7 @@ def submit(
         if earlier is not None:
             return earlier, True
     spec, device_spec_id = resolve_spec(session, user, body)
+    limits.check_active_jobs(session, user, 1)
     job = Job(
         user_id=user.id,
         name=spec.name,
