@@ -70,6 +70,7 @@ def submit(
 ) -> tuple[Job, bool]:
     """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
     Idempotency-Key and body were seen before and the earlier job is returned."""
+    idempotency_key = idempotency_key or None  # an empty key is no key (it is stored as NULL)
     request_hash = canonical_hash(body.model_dump(mode="json"))
     if idempotency_key:
         earlier = _by_key(session, user, idempotency_key, request_hash)
