@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 QUICK = spec(TINY_FP, name="burst", **{"training.epochs": 1, "data.classes": [0, 1],
                                        "data.train_per_class": 8, "data.test_per_class": 4})
-SUBMISSIONS = 30
-CONCURRENCY = 8
+SUBMISSIONS = 20
+CONCURRENCY = 6
 
 
 def test_api_killed_mid_burst_loses_nothing_and_retries_do_not_duplicate(make_stack):
