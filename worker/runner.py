@@ -28,9 +28,10 @@ from service.core.db import utcnow
 from service.core.middleware import request_id_var
 from service.jobs.events import add_event
 from service.jobs.models import Job, JobLogLine
-from worker import artifacts, shutdown
+from worker import artifacts, plots, shutdown
 from worker.db import RETRYABLE, with_retry
 from worker.metrics import upsert_metrics
+from worker.weights import weights_dir_for
 
 log = logging.getLogger("cttv2.worker.runner")
 
@@ -331,7 +332,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
             reporter.on_log(f"resuming from {resume.relative_to(settings.artifact_dir)}")
         context = RunContext(
             data_dir=Path(settings.data_dir),
-            weights_dir=Path(settings.weights_dir),
+            weights_dir=weights_dir_for(settings, job),
             device=settings.device,
             num_threads=settings.worker_threads,
             job_weights=lambda other: job_dir(settings, other) / "weights.safetensors",
@@ -346,13 +347,15 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         return _fail(lease, reporter, code, message)
 
     if result.status == "completed":
+        drew_baseline = _draw_curves(settings, job.id)
         try:
             for path, kind in artifacts.final_outputs(workdir):
                 reporter.register(path, kind)
         except OSError as exc:
             return _fail(lease, reporter, "artifact_store_error", f"cannot write job files: {exc}")
-        payload = {**result.final, "environment": result.environment, "history": result.history}
-        ok = finish(lease, "succeeded", result=payload)
+        ok = finish(lease, "succeeded", result=result_payload(result, job))
+        if ok:
+            plots.after_finish(settings, job.id, drew_baseline)
         return "succeeded" if ok else "lease_lost"
     reason = reporter.stop_reason or "shutdown"
     if reason == "cancelled":
@@ -363,6 +366,31 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         requeue(lease, "worker_shutdown")
         return "requeued"
     return "lease_lost"
+
+
+def result_payload(result, job: Job) -> dict[str, Any]:
+    """JobOut.result: the engine's final figures (test accuracy/error/loss, train loss, best
+    epoch, wall_s of the last attempt), plus the device, the seeds and the job's elapsed time
+    across attempts, the environment and the per-epoch history."""
+    env = result.environment or {}
+    started = job.started_at
+    return {
+        **result.final,
+        "device": env.get("device"),
+        "seeds": {"training": env.get("seed"), "construction": env.get("construction_seed")},
+        "elapsed_s": round((utcnow() - started).total_seconds(), 3) if started else None,
+        "environment": env,
+        "history": result.history,
+    }
+
+
+def _draw_curves(settings: Settings, job_id: int) -> bool:
+    """curves.png before the final outputs are registered; a failed plot only logs."""
+    try:
+        return plots.write_curves(settings, job_id)
+    except Exception as exc:  # noqa: BLE001 - a plot is never worth failing a job over
+        log.warning("job %s: could not draw curves.png: %s", job_id, exc)
+        return False
 
 
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM, errno.EIO,

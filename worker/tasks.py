@@ -6,8 +6,9 @@ import os
 import socket
 
 from service.core.config import get_settings
-from service.core.queue import RUN_JOB_TASK, get_celery
+from service.core.queue import RUN_JOB_TASK, VALIDATE_WEIGHTS_TASK, get_celery
 from worker.runner import run_job as run_job_now
+from worker.weights import validate_upload
 
 app = get_celery()
 
@@ -16,3 +17,8 @@ app = get_celery()
 def run_job(self, job_id: int) -> str:
     worker_id = self.request.hostname or f"{socket.gethostname()}-{os.getpid()}"
     return run_job_now(get_settings(), int(job_id), worker_id)
+
+
+@app.task(name=VALIDATE_WEIGHTS_TASK, acks_late=True, ignore_result=True)
+def validate_weights(weights_id: int) -> str:
+    return validate_upload(get_settings(), int(weights_id))

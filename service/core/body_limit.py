@@ -10,11 +10,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.config import get_settings
 
+MULTIPART_OVERHEAD = 64 * 1024
+
 
 def _limit_for(headers: dict[bytes, bytes]) -> tuple[int, str]:
     settings = get_settings()
     if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
-        return settings.max_upload_mb * 1024 * 1024, f"uploads are limited to {settings.max_upload_mb} MB (CTTV2_MAX_UPLOAD_MB)"
+        # The file itself is held to the limit by the upload handler; this bounds the whole
+        # body (the file, its few small fields and the multipart framing).
+        limit = settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
+        return limit, f"uploads are limited to {settings.max_upload_mb} MB (CTTV2_MAX_UPLOAD_MB)"
     return settings.max_body_bytes, f"request bodies are limited to {settings.max_body_bytes} bytes (CTTV2_MAX_BODY_BYTES)"
 
 

@@ -48,16 +48,24 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     worker_threads: int = Field(1, ge=1, le=256, description="torch threads per worker process")
 
+    # Uploaded weights (POST /v1/weights) larger than this are refused with 413.
+    max_upload_mb: int = Field(512, ge=1, le=100_000)
+    # The events stream (GET /v1/jobs/{id}/events): how often it polls the event log, and how
+    # long it stays silent before sending a keep-alive comment.
+    sse_poll_s: float = Field(0.5, gt=0, le=60)
+    sse_keepalive_s: float = Field(15.0, gt=0, le=3600)
+    # A sweep creates one job per grid point and seed (+ baselines): at most this many.
+    max_sweep_jobs: int = Field(500, ge=1, le=100_000)
+
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)
 
     # Limits: a careless request gets a clear 4xx instead of filling the disk or the queue.
+    # (max_upload_mb and max_sweep_jobs, above, are limits too: multipart bodies and sweeps.)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30, description="JSON request bodies")
-    max_upload_mb: int = Field(512, ge=1, le=100_000)  # multipart uploads (weights)
     max_epochs: int = Field(1000, ge=1, le=10_000)
     max_train_samples: int = Field(200_000, ge=1, description="train_per_class x classes")
     max_img_size: int = Field(512, ge=8, le=1024)
-    max_sweep_jobs: int = Field(500, ge=1, le=100_000)
     max_active_jobs_per_user: int = Field(200, ge=1, description="queued + running; beyond: 429")
 
     @field_validator("database_url")

@@ -3,12 +3,14 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
 
+from service.core.config import get_settings
 from service.core.deps import ID, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams
-from service.jobs import service
-from service.jobs.schemas import JobCreate, JobOut
+from service.jobs import results, service, stream
+from service.jobs.schemas import JobCreate, JobOut, LogsOut, MetricPoint, MetricsOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -61,3 +63,72 @@ def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
 @router.post("/{job_id}/cancel", operation_id="cancel_job", responses={404: {"model": ErrorResponse}})
 def cancel_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
     return JobOut.from_row(service.cancel(session, user, job_id))
+
+
+@router.post(
+    "/{job_id}/rerun",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="rerun_job",
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
+def rerun_job(
+    job_id: ID, user: CurrentUser, session: SessionDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """A new job with the same spec; its rerun_of names this one."""
+    job, replayed = service.rerun(session, user, job_id, idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobOut.from_row(job)
+
+
+@router.get("/{job_id}/metrics", operation_id="get_job_metrics", responses={404: {"model": ErrorResponse}})
+def get_job_metrics(
+    job_id: ID,
+    user: CurrentUser,
+    session: SessionDep,
+    keys: str | None = Query(None, max_length=2000, description="comma-separated metric names; all when absent"),
+    since_step: int | None = Query(None, ge=-1, le=2_147_483_647, description="only steps after this one"),
+) -> MetricsOut:
+    job = service.get(session, user, job_id)
+    points = results.metrics(session, job, results.parse_keys(keys), since_step)
+    return MetricsOut(items=[MetricPoint.model_validate(p) for p in points])
+
+
+@router.get("/{job_id}/logs", operation_id="get_job_logs", responses={404: {"model": ErrorResponse}})
+def get_job_logs(
+    job_id: ID,
+    user: CurrentUser,
+    session: SessionDep,
+    offset: int = Query(0, ge=0, le=2_147_483_647, description="first line number to return"),
+) -> LogsOut:
+    job = service.get(session, user, job_id)
+    lines, next_offset, done = results.log_lines(session, job, offset)
+    return LogsOut(lines=lines, next_offset=next_offset, done=done)
+
+
+@router.get(
+    "/{job_id}/events",
+    operation_id="stream_job_events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+               404: {"model": ErrorResponse}},
+)
+def stream_job_events(
+    job_id: ID,
+    user: CurrentUser,
+    session: SessionDep,
+    last_event_id_header: Annotated[
+        int | None, Header(alias="last-event-id", ge=0, le=2**62, description="resume after this event")
+    ] = None,
+    last_event_id: int | None = Query(None, ge=0, le=2**62, description="as the Last-Event-ID header"),
+) -> StreamingResponse:
+    """Status, progress and metrics events as they happen; ends after the job ends."""
+    service.get(session, user, job_id)
+    session.close()  # the stream polls with short sessions of its own: hold no connection
+    after = last_event_id_header if last_event_id_header is not None else (last_event_id or 0)
+    return StreamingResponse(
+        stream.events(job_id, after, get_settings()),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -77,3 +77,22 @@ class JobOut(BaseModel):
         data = {name: getattr(job, name) for name in cls.model_fields if name != "error"}
         data["error"] = JobError(code=job.error_code or "error", message=job.error) if job.error else None
         return cls.model_validate(data)
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str
+    step: int
+    epoch: int | None
+    value: float
+
+
+class MetricsOut(BaseModel):
+    items: list[MetricPoint]
+
+
+class LogsOut(BaseModel):
+    lines: list[str]
+    next_offset: int = Field(description="ask for this offset next")
+    done: bool = Field(description="the job has ended and no lines are left")

@@ -46,7 +46,7 @@ def test_request_body_limit(client):
 
 def test_upload_size_limit(client):
     # Multipart bodies (weights uploads) are held to CTTV2_MAX_UPLOAD_MB instead.
-    files = {"file": ("w.safetensors", os.urandom(MAX_UPLOAD + 1024), "application/octet-stream")}
+    files = {"file": ("w.safetensors", os.urandom(MAX_UPLOAD + 128 * 1024), "application/octet-stream")}
     err = assert_error_shape(client.post("/v1/jobs", files=files), 413, "payload_too_large")
     assert "CTTV2_MAX_UPLOAD_MB" in err["message"]
     small = {"file": ("w.safetensors", os.urandom(MAX_BODY * 2), "application/octet-stream")}

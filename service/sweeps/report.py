@@ -1,0 +1,109 @@
+"""The sweep's answer: one row per grid point with the final test error over seeds.
+
+Pure functions (no database): the service hands in each job's outcome. Only succeeded jobs
+count as finished; while any job is queued or running the report says it is not complete and
+how many are pending, and every number is over the seeds finished so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from service.jobs.models import TERMINAL_STATUSES
+from service.sweeps.plan import baseline_axes, point_key, points
+
+STAT_COLUMNS = ("mean_test_error", "std_test_error", "delta_vs_baseline",
+                "baseline_mean_test_error", "n_finished", "n_pending", "n_seeds")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    status: str
+    is_baseline: bool
+    grid: dict[str, Any]  # the job's sweep_point["grid"]
+    test_error: float | None  # result.test_error of a succeeded job
+
+
+def build_report(*, sweep_id: int, name: str | None, axes: list[str], grid: dict[str, list[Any]],
+                 baseline: bool, jobs: list[JobOutcome]) -> dict[str, Any]:
+    b_axes = baseline_axes(axes)
+    by_point: dict[tuple[str, ...], list[JobOutcome]] = {}
+    by_baseline: dict[tuple[str, ...], list[JobOutcome]] = {}
+    for job in jobs:
+        if job.is_baseline:
+            by_baseline.setdefault(point_key(job.grid, b_axes), []).append(job)
+        else:
+            by_point.setdefault(point_key(job.grid, axes), []).append(job)
+
+    baselines = []
+    if baseline:
+        for point in points(grid, b_axes):
+            baselines.append({"point": point, **_stats(by_baseline.get(point_key(point, b_axes), []))})
+    baseline_of = {point_key(b["point"], b_axes): b for b in baselines}
+
+    rows = []
+    for point in points(grid, axes):
+        stats = _stats(by_point.get(point_key(point, axes), []))
+        ref = baseline_of.get(point_key(point, b_axes))
+        ref_mean = ref["mean_test_error"] if ref else None
+        delta = None
+        if stats["mean_test_error"] is not None and ref_mean is not None:
+            delta = stats["mean_test_error"] - ref_mean
+        rows.append({"point": point, "mean_test_error": stats["mean_test_error"],
+                     "std_test_error": stats["std_test_error"], "delta_vs_baseline": delta,
+                     "baseline_mean_test_error": ref_mean, "n_finished": stats["n_finished"],
+                     "n_pending": stats["n_pending"], "n_seeds": stats["n_seeds"]})
+
+    pending = sum(1 for j in jobs if j.status not in TERMINAL_STATUSES)
+    return {
+        "sweep_id": sweep_id,
+        "name": name,
+        "complete": pending == 0,
+        "pending": pending,
+        "total_jobs": len(jobs),
+        "axes": axes,
+        # The one baseline when no swept axis changes the task itself; else see `baselines`.
+        "baseline": baselines[0] if len(baselines) == 1 and not b_axes else None,
+        "baselines": baselines,
+        "rows": rows,
+    }
+
+
+def _stats(jobs: list[JobOutcome]) -> dict[str, Any]:
+    errors = [j.test_error for j in jobs if j.status == "succeeded" and j.test_error is not None]
+    return {
+        "mean_test_error": statistics.fmean(errors) if errors else None,
+        "std_test_error": statistics.stdev(errors) if len(errors) >= 2 else None,  # sample std
+        "n_finished": len(errors),
+        "n_pending": sum(1 for j in jobs if j.status not in TERMINAL_STATUSES),
+        "n_seeds": len(jobs),
+    }
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    """One row per grid point: a column per axis (named by its path), then the statistics.
+    Empty cells are nulls; non-scalar values are JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*report["axes"], *STAT_COLUMNS])
+    for row in report["rows"]:
+        writer.writerow([_cell(row["point"].get(a)) for a in report["axes"]]
+                        + [_cell(row[c]) for c in STAT_COLUMNS])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return json.dumps(value, sort_keys=True)
+    return str(value)

@@ -1,0 +1,219 @@
+"""Sweeps: create (all jobs in one transaction, idempotent), read, list, cancel, report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cttv2_engine.spec import JobSpec, canonical_hash
+from service.core.config import get_settings
+from service.core.errors import Conflict, Invalid, NotFound
+from service.core.pagination import PageParams, paginate
+from service.jobs import limits
+from service.jobs import service as jobs
+from service.jobs.events import add_event
+from service.jobs.models import JOB_STATUSES, Job
+from service.sweeps import plan
+from service.sweeps.models import Sweep
+from service.sweeps.report import JobOutcome, build_report
+from service.sweeps.schemas import SweepCreate
+from service.users.models import User
+
+
+def get(session: Session, user: User, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.user_id != user.id:  # another user's sweep looks missing
+        raise NotFound(f"sweep {sweep_id} not found")
+    return sweep
+
+
+def create(session: Session, user: User, body: SweepCreate, idempotency_key: str | None) -> tuple[Sweep, bool]:
+    """Validate every job of the sweep, then create the sweep and all its jobs in one
+    transaction and enqueue them. Returns (sweep, replayed) like jobs.submit."""
+    request_hash = canonical_hash(body.model_dump(mode="json"))
+    if idempotency_key:
+        earlier = _by_key(session, user, idempotency_key, request_hash)
+        if earlier is not None:
+            return earlier, True
+
+    axes = plan.check_axes(body.grid, body.axes)
+    seeds = body.seeds if body.seeds is not None else [body.base.training.seed]
+    plan.check_seeds(seeds)
+    _check_size(body, axes, seeds)
+    if body.base.resume_from is not None:
+        raise Invalid("base.resume_from: a sweep starts every job afresh",
+                      fields=[{"field": "base.resume_from", "message": "not allowed in a sweep"}])
+    base, device_spec_id = jobs.resolve_device(session, user, body.base)
+    planned = plan.plan(base, body.grid, axes, seeds, body.baseline,
+                        label=body.name or body.base.name or "sweep")
+    specs = [_validate(session, user, job) for job in planned]
+    limits.check_active_jobs(session, user, len(specs))  # a sweep counts every job it queues
+
+    sweep = Sweep(user_id=user.id, name=body.name, request=_stored_request(body, axes, seeds),
+                  idempotency_key=idempotency_key, request_hash=request_hash)
+    session.add(sweep)
+    try:
+        session.flush()
+        rows = [
+            jobs.new_job(
+                user, spec,
+                # The stored device spec it came from, unless the grid replaced the device.
+                device_spec_id=None if job.is_baseline or "device" in job.grid else device_spec_id,
+                sweep_id=sweep.id,
+                sweep_point={"grid": job.grid, "seed": job.seed},
+                is_baseline=job.is_baseline,
+            )
+            for job, spec in zip(planned, specs)
+        ]
+        session.add_all(rows)
+        session.flush()
+        for row in rows:
+            add_event(session, row.id, "status", {"status": "queued"})
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # a concurrent request with the same key won: answer as a replay
+        if idempotency_key:
+            earlier = _by_key(session, user, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier, True
+        raise
+    jobs.enqueue_many(session, [row.id for row in rows])
+    return sweep, False
+
+
+def _by_key(session: Session, user: User, key: str, request_hash: str) -> Sweep | None:
+    earlier = session.scalar(select(Sweep).where(Sweep.user_id == user.id, Sweep.idempotency_key == key))
+    if earlier is not None and earlier.request_hash != request_hash:
+        raise Conflict("Idempotency-Key was already used with a different request body",
+                       code="idempotency_key_reused")
+    return earlier
+
+
+def _check_size(body: SweepCreate, axes: list[str], seeds: list[int]) -> None:
+    n_grid, n_baseline = plan.count_jobs(body.grid, axes, len(seeds), body.baseline)
+    cap = get_settings().max_sweep_jobs
+    if n_grid + n_baseline > cap:
+        detail = f"{_count(n_grid // len(seeds), 'grid point')} x {_count(len(seeds), 'seed')}"
+        if n_baseline:
+            detail += f" + {_count(n_baseline, 'baseline job')}"
+        message = (f"this sweep would create {n_grid + n_baseline} jobs ({detail}); the limit is "
+                   f"{cap} (setting CTTV2_MAX_SWEEP_JOBS)")
+        raise Invalid(message, code="sweep_too_large", fields=[{"field": "grid", "message": message}])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _validate(session: Session, user: User, job: plan.PlannedJob) -> JobSpec:
+    """The jobs' own checks on one planned spec; a failure names the grid axis (and value) or
+    the base field to blame, and the point where it failed."""
+    try:
+        return jobs.validate_spec(session, user, job.spec)
+    except Invalid as exc:
+        first = (exc.fields or [{"field": "body", "message": exc.message}])[0]
+        field, message = _blame(first["field"], first["message"], job)
+        where = ("digital baseline" if job.is_baseline else "grid point") + f" {json.dumps(job.grid)}"
+        message = f"{message} (at {where}, seed {job.seed})" if job.grid or job.is_baseline else message
+        raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
+
+
+def _blame(field: str, message: str, job: plan.PlannedJob) -> tuple[str, str]:
+    if field == "body":  # a check across fields of the whole spec
+        return ("grid" if job.grid else "base"), message
+    owner = max((a for a in job.grid if field == a or field.startswith(a + ".")), key=len, default=None)
+    if owner is None:  # an object-level check of a section whose field the grid sets
+        owner = next((a for a in job.grid if a.startswith(field + ".")), None)
+    if owner is None:
+        return f"base.{field}", message
+    value = job.grid[owner]
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return f"grid.{owner}", f"value {shown}: {message}"
+
+
+def _stored_request(body: SweepCreate, axes: list[str], seeds: list[int]) -> dict[str, Any]:
+    """The request as sent (re-POSTing it makes the same study), with the axis order and the
+    seeds made explicit: PostgreSQL's JSONB does not keep the grid's key order."""
+    data = body.model_dump(mode="json", exclude_unset=True)
+    data.update(grid=body.grid, axes=axes, seeds=seeds, baseline=body.baseline)
+    return data
+
+
+# -- reading --------------------------------------------------------------------------------------
+def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    out = {sid: dict.fromkeys(JOB_STATUSES, 0) for sid in sweep_ids}
+    if sweep_ids:
+        rows = session.execute(
+            select(Job.sweep_id, Job.status, func.count())
+            .where(Job.sweep_id.in_(sweep_ids))
+            .group_by(Job.sweep_id, Job.status)
+        )
+        for sid, status, n in rows:
+            out[sid][status] = n
+    return out
+
+
+def derive_status(c: dict[str, int]) -> str:
+    """queued (nothing started), running (some started, some left), then, once every job is
+    done: succeeded (all), partial (some), cancelled or failed (none succeeded)."""
+    total = sum(c.values())
+    if c["running"] or (c["queued"] and c["queued"] < total):
+        return "running"
+    if c["queued"]:
+        return "queued"
+    if c["succeeded"] == total:
+        return "succeeded"
+    if c["succeeded"]:
+        return "partial"
+    return "cancelled" if c["cancelled"] else "failed"
+
+
+def list_page(session: Session, user: User, params: PageParams):
+    return paginate(session, select(Sweep).where(Sweep.user_id == user.id), Sweep.id, params)
+
+
+def jobs_page(session: Session, user: User, sweep_id: int, params: PageParams, status: str | None):
+    sweep = get(session, user, sweep_id)
+    stmt = select(Job).where(Job.user_id == user.id, Job.sweep_id == sweep.id)
+    if status:
+        stmt = stmt.where(Job.status == status)
+    return paginate(session, stmt, Job.id, params)
+
+
+def cancel(session: Session, user: User, sweep_id: int) -> Sweep:
+    """Cancel every job not yet done, the queued ones first (so that no worker starts one
+    while the running ones are being stopped)."""
+    sweep = get(session, user, sweep_id)
+    left = session.execute(
+        select(Job.id, Job.status).where(Job.sweep_id == sweep.id, Job.status.in_(("queued", "running")))
+    ).all()
+    for job_id, _ in sorted(left, key=lambda r: (r.status != "queued", r.id)):
+        jobs.cancel(session, user, job_id)
+    return sweep
+
+
+def report(session: Session, user: User, sweep_id: int) -> tuple[dict[str, Any], str]:
+    """The report (see report.build_report) and the base's algorithm (for the figure)."""
+    sweep = get(session, user, sweep_id)
+    rows = session.execute(
+        select(Job.status, Job.is_baseline, Job.sweep_point, Job.result).where(Job.sweep_id == sweep.id)
+    ).all()
+    outcomes = [
+        JobOutcome(status=status, is_baseline=is_baseline, grid=(point or {}).get("grid", {}),
+                   test_error=_test_error(result))
+        for status, is_baseline, point, result in rows
+    ]
+    req = sweep.request
+    data = build_report(sweep_id=sweep.id, name=sweep.name, axes=req["axes"], grid=req["grid"],
+                        baseline=req["baseline"], jobs=outcomes)
+    base_algorithm = req["base"].get("algorithm") or JobSpec.model_fields["algorithm"].default
+    return data, base_algorithm
+
+
+def _test_error(result: dict[str, Any] | None) -> float | None:
+    value = (result or {}).get("test_error")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

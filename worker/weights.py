@@ -1,0 +1,68 @@
+"""Uploaded weights on the worker side: validating them (torch lives here, not in the API)
+and choosing the weights folder a job's model.pretrained.weights name is read from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.core.db import utcnow
+from service.jobs.models import Job
+from service.weights.models import WeightsFile
+from service.weights.service import user_dir
+from worker.artifacts import sha256_of
+from worker.db import with_retry
+
+log = logging.getLogger("cttv2.worker.weights")
+
+
+def validate_upload(settings: Settings, weights_id: int) -> str:
+    """pending -> valid | invalid. The file is only read by safetensors or
+    torch.load(weights_only=True), so a pickle carrying code is refused, never run."""
+    from cttv2_engine.errors import WeightsError
+    from cttv2_engine.weights import validate_weights_file
+
+    record = with_retry(lambda s: s.get(WeightsFile, weights_id), what="load weights")
+    if record is None or record.status != "pending":
+        return "ignored"
+    path = user_dir(record.user_id, settings.weights_dir) / record.name
+    error = None
+    try:
+        if sha256_of(path) != record.sha256:
+            error = "the stored file does not match the uploaded one (sha256 differs)"
+        else:
+            summary = validate_weights_file(path, record.arch, record.img_size)
+            log.info("weights %s (%s) valid: %s tensors", weights_id, record.name, summary["tensors"])
+    except WeightsError as exc:
+        error = str(exc)
+    except OSError as exc:
+        error = f"cannot read the stored file: {exc.strerror or exc}"
+    except Exception as exc:
+        log.exception("weights %s: unexpected validation failure", weights_id)
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    status = "invalid" if error else "valid"
+
+    def tx(session: Session) -> None:
+        session.execute(update(WeightsFile)
+                        .where(WeightsFile.id == weights_id, WeightsFile.status == "pending")
+                        .values(status=status, error=error, updated_at=utcnow()))
+
+    with_retry(tx, what="weights status")
+    return status
+
+
+def weights_dir_for(settings: Settings, job: Job) -> Path:
+    """The user's own valid upload of the pretrained name wins over a server-wide file."""
+    name = ((job.spec.get("model") or {}).get("pretrained") or {}).get("weights")
+    if name:
+        own = user_dir(job.user_id, settings.weights_dir)
+        valid = with_retry(lambda s: s.scalar(select(WeightsFile.id).where(
+            WeightsFile.user_id == job.user_id, WeightsFile.name == name, WeightsFile.status == "valid")),
+            what="find weights")
+        if valid is not None:
+            return own
+    return Path(settings.weights_dir)
