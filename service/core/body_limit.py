@@ -13,18 +13,22 @@ from service.core.config import get_settings
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def _limit_for(headers: dict[bytes, bytes]) -> tuple[int, str]:
+def _limit_for(headers: dict[bytes, bytes]) -> tuple[int, str, str]:
+    """(limit in bytes, the field to blame, the message) for this request's body."""
     settings = get_settings()
     if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
         # The file itself is held to the limit by the upload handler; this bounds the whole
         # body (the file, its few small fields and the multipart framing).
         limit = settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
-        return limit, f"uploads are limited to {settings.max_upload_mb} MB (CTTV2_MAX_UPLOAD_MB)"
-    return settings.max_body_bytes, f"request bodies are limited to {settings.max_body_bytes} bytes (CTTV2_MAX_BODY_BYTES)"
+        return limit, "file", f"uploads are limited to {settings.max_upload_mb} MB (CTTV2_MAX_UPLOAD_MB)"
+    return (settings.max_body_bytes, "body",
+            f"request bodies are limited to {settings.max_body_bytes} bytes (CTTV2_MAX_BODY_BYTES)")
 
 
-async def _send_413(send: Send, message: str) -> None:
-    body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
+async def _send_413(send: Send, field: str, message: str) -> None:
+    error = {"code": "payload_too_large", "message": f"{field}: {message}",
+             "fields": [{"field": field, "message": message}]}
+    body = json.dumps({"error": error}).encode()
     await send({
         "type": "http.response.start",
         "status": 413,
@@ -43,7 +47,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit, message = _limit_for(headers)
+        limit, field, message = _limit_for(headers)
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -51,7 +55,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 too_big = False  # the server rejects a malformed length itself
             if too_big:
-                await _send_413(send, message)
+                await _send_413(send, field, message)
                 return
             await self.app(scope, receive, send)  # the server delivers at most that many bytes
             return
@@ -70,7 +74,7 @@ class BodyLimitMiddleware:
                 seen += len(msg.get("body", b""))
                 if seen > limit:
                     answered = True
-                    await _send_413(send, message)
+                    await _send_413(send, field, message)
                     return {"type": "http.disconnect"}
             return msg
 

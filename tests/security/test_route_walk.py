@@ -97,11 +97,19 @@ def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new
     # Lists hold only one's own objects; a body may not point at another's object either.
     assert ids["job_id"] not in [j["id"] for j in other.get("/v1/jobs").json()["items"]]
     assert ids["spec_id"] not in [d["id"] for d in other.get("/v1/device-specs").json()["items"]]
-    for body in (spec(QUICK, algorithm="c-ttv2", device={"id": ids["spec_id"]},
-                      model={"arch": "swin_micro", "analog_scope": "head"}),
-                 {**QUICK, "resume_from": {"job": ids["job_id"]}},
-                 spec(QUICK, **{"model.pretrained": {"job": ids["job_id"]}})):
-        assert_error_shape(other.post("/v1/jobs", json=body), 404, "not_found")
+    # It is answered exactly as a reference to an object that does not exist.
+    missing = 2_000_000_000
+    for field, make in (
+        ("device", lambda i: spec(QUICK, algorithm="c-ttv2", device={"id": i},
+                                  model={"arch": "swin_micro", "analog_scope": "head"})),
+        ("resume_from", lambda i: {**QUICK, "resume_from": {"job": i}}),
+        ("model.pretrained", lambda i: spec(QUICK, **{"model.pretrained": {"job": i}})),
+    ):
+        owner_id = ids["spec_id"] if field == "device" else ids["job_id"]
+        theirs, nobodys = other.post("/v1/jobs", json=make(owner_id)), other.post("/v1/jobs", json=make(missing))
+        assert theirs.status_code in (404, 422), (field, theirs.text)
+        err = assert_error_shape(theirs, nobodys.status_code, nobodys.json()["error"]["code"])
+        assert err["message"].replace(str(owner_id), "N") == nobodys.json()["error"]["message"].replace(str(missing), "N")
     # ... and the owner's objects are untouched by all of that.
     assert owner.get(f"/v1/device-specs/{ids['spec_id']}").status_code == 200
     assert owner.get(f"/v1/jobs/{ids['job_id']}").json()["status"] == "succeeded"
