@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.seed import seed_jobs  # noqa: E402
-from tests.support.specs import TINY_FP, spec  # noqa: E402
-from tests.support.stack import REDIS_URL, Stack, free_port  # noqa: E402
+from tests.support.seed import seed_jobs
+from tests.support.specs import TINY_FP, spec
+from tests.support.stack import REDIS_URL, Stack, free_port
 
 # What one client does per loop, by weight.
 MIX = (("submit", 2), ("poll", 5), ("list own", 2), ("list 100k first page", 1), ("list 100k deep page", 1))

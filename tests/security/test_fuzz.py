@@ -57,9 +57,7 @@ def problem_with(response) -> str | None:
 
 
 def test_fuzz_every_operation(fuzz_stack):
-    import requests
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
 
@@ -75,38 +73,45 @@ def test_fuzz_every_operation(fuzz_stack):
 
     for op in operations:
         token = tokens["admin" if op.path.startswith("/v1/admin") else "user"]
-        streams = any("text/event-stream" in str(r.definition) for r in op.responses.iter_successful_responses()) \
-            if hasattr(op.responses, "iter_successful_responses") else "events" in op.path
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(case=op.as_strategy(generation_mode=mode))
-            def fuzz(case) -> None:
-                nonlocal sent
-                try:
-                    response = case.call(base_url=s.url, headers={"Authorization": f"Bearer {token}"},
-                                         timeout=(5, 10))
-                except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
-                        requests.exceptions.InvalidJSONError, UnicodeError, ValueError):
-                    return  # the client refused to send it: nothing reached the server
-                except requests.exceptions.ReadTimeout:
-                    if streams:
-                        return  # an open event stream: alive, not an error
-                    failures.append(f"{op.method.upper()} {op.path} [{mode.value}]: no answer in 10 s\n"
-                                    f"    {case.as_curl_command()}")
-                    return
-                sent += 1
-                problem = problem_with(response)
-                if problem:
-                    failures.append(f"{op.method.upper()} {op.path} [{mode.value}]: {problem}\n"
-                                    f"    {case.as_curl_command()}")
-
             try:
-                fuzz()
+                sent += fuzz_operation(s.url, op, mode, token, failures)
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE, op.path  # nothing in it can be made invalid
 
     assert s.api.alive()
     assert sent >= len(operations) * EXAMPLES // 2, f"only {sent} requests reached the server"
     assert not failures, f"{len(failures)} contract violations:\n" + "\n".join(failures[:30])
+
+
+def fuzz_operation(base_url: str, op, mode, token: str, failures: list[str]) -> int:
+    """EXAMPLES generated requests to one operation; appends what broke the contract.
+    Returns how many reached the server."""
+    import requests
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    streams = "text/event-stream" in json.dumps(op.definition.raw, default=str)
+    sent = 0
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(generation_mode=mode))
+    def fuzz(case) -> None:
+        nonlocal sent
+        where = f"{op.method.upper()} {op.path} [{mode.value}]"
+        try:
+            response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=(5, 10))
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+                requests.exceptions.InvalidJSONError, UnicodeError, ValueError):
+            return  # the client refused to send it: nothing reached the server
+        except requests.exceptions.ReadTimeout:
+            if not streams:  # an open event stream is alive, not an error
+                failures.append(f"{where}: no answer in 10 s\n    {case.as_curl_command()}")
+            return
+        sent += 1
+        problem = problem_with(response)
+        if problem:
+            failures.append(f"{where}: {problem}\n    {case.as_curl_command()}")
+
+    fuzz()
+    return sent
