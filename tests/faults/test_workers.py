@@ -61,6 +61,13 @@ def test_sigkill_mid_epoch_resumes_on_a_live_worker(stack, client):
     job = client.post("/v1/jobs", json=STEADY).json()
     wait_checkpointed_and_running(stack, job["id"], min_epochs=2)
     victim = holder(stack, job["id"])
+    # First a stale duplicate of its message: the idle worker takes it at once and refuses it
+    # while the job runs on the other (the claim is conditional: one runner at a time).
+    idle = next(w for w in stack.workers if w.alive() and w is not victim)
+    stack.send_task(job["id"])
+    wait_until(lambda: f"job {job['id']}: not claimable" in idle.log(), 60, "the duplicate to be refused")
+    assert (job_row(stack, job["id"])["status"], job_row(stack, job["id"])["attempt"]) == ("running", 1)
+
     victim.signal(signal.SIGKILL)
     killed_at = time.time()
     victim.wait(10)
