@@ -13,18 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+sys.path[:0] = [str(ROOT), str(ROOT / "sdk")]  # run from a checkout without installing the SDK
+
+from cttv2_client import Client, CTTV2Error, Job
+
 console = Console()
 
 
@@ -40,57 +40,29 @@ def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
                             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_ready(client: httpx.Client, procs: list[subprocess.Popen], timeout: float = 120) -> None:
+def wait_ready(client: Client, procs: list[subprocess.Popen], timeout: float = 120) -> None:
+    import time
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not client.ready():
         for p in procs:
             if p.poll() is not None:
                 raise SystemExit(f"demo: a server process exited early (see {LOGS})")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the API did not become ready")
         time.sleep(0.3)
-    raise SystemExit("demo: the API did not become ready")
 
 
-def follow(client: httpx.Client, job_id: int, label: str) -> dict:
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(label, total=None, info="queued")
-        while True:
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            p = job.get("progress") or {}
-            if p:
-                info = f"epoch {p['epoch']}/{p['epochs']}  {p['images_per_s']:.0f} img/s"
-                if p.get("eta_s") is not None and job["status"] == "running":
-                    info += f"  ETA {p['eta_s']:.0f}s"
-                bar.update(task, total=p["total_steps"], completed=p["step"], info=info)
-            else:
-                bar.update(task, info=job["status"])
-            if job["status"] in ("succeeded", "failed", "cancelled"):
-                return job
-            time.sleep(0.5)
-
-
-def submit(client: httpx.Client, path: Path, **override) -> int:
-    body = yaml.safe_load(path.read_text())
-    for key, value in override.items():
-        node = body
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    r = client.post("/v1/jobs", json=body)
-    if r.status_code != 201:
-        raise SystemExit(f"demo: submit failed: {r.json()['error']['message']}")
-    return r.json()["id"]
+def run(client: Client, path: Path, label: str, **overrides) -> Job:
+    """Submit a job file with overrides and follow it with a progress bar until it ends."""
+    job = client.jobs.submit(path, overrides=overrides)
+    return client.jobs.wait(job.id, progress_bar=True, label=label, raise_on_failure=False)
 
 
 def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTTV2_")}  # the embedded default
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "sdk"), env.get("PYTHONPATH")]))
     LOGS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     console.print(f"[bold]cttv2 demo[/]: API on http://127.0.0.1:{port}, state in {ROOT / '.state'}, logs in {LOGS}")
@@ -102,31 +74,31 @@ def main() -> None:
         token = subprocess.run([sys.executable, "-m", "cttv2_cli", "admin", "create-user",
                                 f"demo-{uuid.uuid4().hex[:6]}"], cwd=ROOT, env=env, check=True,
                                capture_output=True, text=True).stdout.strip()
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
-                              timeout=30)
-        wait_ready(client, procs)
-
-        pre = follow(client, submit(client, EXAMPLES / "demo-pretrain.yaml"), "pretrain (digital, digits 0-4)")
-        if pre["status"] != "succeeded":
-            raise SystemExit(f"demo: pretraining {pre['status']}: {pre.get('error')}")
-        analog = follow(client, submit(client, EXAMPLES / "demo-job.yaml", **{"model.pretrained": {"job": pre["id"]}}),
-                        "fine-tune c-TTv2 (analog, digits 5-9)")
-        digital = follow(client, submit(client, EXAMPLES / "demo-job.yaml", algorithm="fp",
-                                        **{"model.pretrained": {"job": pre["id"]}, "training.lr": 0.001,
-                                           "name": "demo-finetune-fp"}),
-                         "fine-tune digital baseline (fp)")
+        with Client(f"http://127.0.0.1:{port}", token) as client:
+            wait_ready(client, procs)
+            pre = run(client, EXAMPLES / "demo-pretrain.yaml", "pretrain (digital, digits 0-4)")
+            if pre.status != "succeeded":
+                raise SystemExit(f"demo: pretraining {pre.status}: {pre.error}")
+            # Transfer: start from the pretrained weights, learn the five digits it never saw.
+            start_from = {"model.pretrained": {"job": pre.id}, "data.classes": [5, 6, 7, 8, 9],
+                          "data.num_classes": None}
+            analog = run(client, EXAMPLES / "demo-job.yaml", "fine-tune c-TTv2 (analog, digits 5-9)", **start_from)
+            digital = run(client, EXAMPLES / "demo-job.yaml", "fine-tune digital baseline (fp)", algorithm="fp",
+                          **start_from, **{"training.lr": 0.001, "name": "demo-finetune-fp"})
 
         table = Table(title="cttv2 demo: transfer learning a Swin on digits")
         for col in ("job", "algorithm", "status", "test accuracy", "wall time"):
             table.add_column(col)
         for job in (pre, analog, digital):
-            res = job.get("result") or {}
-            acc = f"{100 * res['test_accuracy']:.1f}%" if "test_accuracy" in res else "-"
-            wall = f"{res['wall_s']:.0f}s" if "wall_s" in res else "-"
-            table.add_row(str(job["id"]), job["algorithm"], job["status"], acc, wall)
+            res = job.result
+            acc = f"{100 * res.test_accuracy:.1f}%" if res and res.test_accuracy is not None else "-"
+            wall = f"{res.wall_s:.0f}s" if res and res.wall_s is not None else "-"
+            table.add_row(str(job.id), job.algorithm or "-", job.status, acc, wall)
         console.print(table)
-        if analog["status"] != "succeeded" or digital["status"] != "succeeded":
+        if analog.status != "succeeded" or digital.status != "succeeded":
             raise SystemExit("demo: a fine-tuning job did not succeed")
+    except CTTV2Error as exc:
+        raise SystemExit(f"demo: {exc}") from None
     finally:
         for p in procs:
             if p.poll() is None:

@@ -1,0 +1,86 @@
+"""client.sweeps: grids of jobs (the study's robustness sweeps) and their reports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from cttv2_client.jobs import poll_until_done
+from cttv2_client.models import Job, Sweep, SweepReport
+from cttv2_client.progress import make_display
+from cttv2_client.specfile import apply_overrides, load_document
+
+if TYPE_CHECKING:
+    from cttv2_client.client import Client
+
+
+class Sweeps:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def submit(
+        self,
+        sweep: Any,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Sweep:
+        """Create a sweep from a dict or YAML/JSON file: {name, base: <job>, grid: {path: [values]},
+        seeds: [...], baseline: bool}. overrides set dotted paths ("base.training.epochs")."""
+        body = apply_overrides(load_document(sweep), overrides)
+        key = idempotency_key or str(uuid.uuid4())
+        r = self._client.request("POST", "/v1/sweeps", json=body, headers={"Idempotency-Key": key})
+        return Sweep.model_validate(r.json())
+
+    def get(self, sweep_id: int) -> Sweep:
+        return Sweep.model_validate(self._client.request("GET", f"/v1/sweeps/{int(sweep_id)}").json())
+
+    def list(self, *, page_size: int | None = None) -> Iterator[Sweep]:
+        return self._client.paginate("/v1/sweeps", Sweep, {}, page_size)
+
+    def jobs(self, sweep_id: int, *, page_size: int | None = None) -> Iterator[Job]:
+        return self._client.paginate(f"/v1/sweeps/{int(sweep_id)}/jobs", Job, {}, page_size)
+
+    def cancel(self, sweep_id: int) -> Sweep:
+        r = self._client.request("POST", f"/v1/sweeps/{int(sweep_id)}/cancel", idempotent=True)
+        return Sweep.model_validate(r.json())
+
+    def wait(
+        self,
+        sweep_id: int | Sweep,
+        timeout: float | None = None,
+        *,
+        on_progress: Callable[[Sweep], None] | None = None,
+        poll_interval: float = 2.0,
+        progress_bar: bool | None = None,
+    ) -> Sweep:
+        """Block until no job of the sweep is queued or running; return the sweep (its status
+        tells succeeded / partial / failed / cancelled). Raises WaitTimeout after `timeout` s."""
+        sweep_id = sweep_id.id if isinstance(sweep_id, Sweep) else int(sweep_id)
+        display = make_display(f"sweep {sweep_id}", progress_bar)
+        try:
+            return poll_until_done(lambda: self.get(sweep_id), display, on_progress, timeout, poll_interval,
+                                   what=f"sweep {sweep_id}")
+        finally:
+            display.close()
+
+    @overload
+    def report(self, sweep_id: int, format: Literal["json"] = "json") -> SweepReport: ...
+    @overload
+    def report(self, sweep_id: int, format: Literal["csv"]) -> str: ...
+    @overload
+    def report(self, sweep_id: int, format: Literal["png"]) -> bytes: ...
+
+    def report(self, sweep_id: int, format: str = "json") -> SweepReport | str | bytes:
+        """Mean test error per grid point against the baseline: a SweepReport (json), the CSV
+        text, or the PNG plot's bytes."""
+        if format not in ("json", "csv", "png"):
+            raise ValueError(f"format must be json, csv or png, not {format!r}")
+        r = self._client.request("GET", f"/v1/sweeps/{int(sweep_id)}/report", params={"format": format},
+                                 headers={"Accept": "*/*"})
+        if format == "csv":
+            return r.text
+        if format == "png":
+            return r.content
+        return SweepReport.model_validate(r.json())

@@ -1,0 +1,180 @@
+"""HTTP with retries: one pooled httpx client, bearer auth, explicit timeouts, and a retry loop
+that is safe for requests that create things.
+
+What is retried:
+- any request that never reached the server (connection refused, connect timeout);
+- idempotent requests (GET, DELETE, or a POST carrying an Idempotency-Key) also after a dropped
+  connection, a read timeout, or a 429 / 502 / 503 / 504 answer.
+A POST that creates something is only idempotent with a key: the resources generate one per
+call and reuse it across that call's retries, so the server answers a retry with the job it
+already created instead of a second one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from cttv2_client.errors import APIConnectionError, AuthError, error_from_response
+
+log = logging.getLogger("cttv2_client")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Errors raised before the request left this machine: always safe to retry.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 5  # tries per call, the first one included
+    backoff_base: float = 0.5  # seconds before the first retry (doubling, with jitter)
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0  # cap on the server's Retry-After hint
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try number attempt + 1."""
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.max_retry_after))
+        cap = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return cap / 2 + random.uniform(0, cap / 2)  # "equal jitter": spread, never zero
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class Transport:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        user_agent: str = "cttv2-client",
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.has_token = bool(token)
+        self.retry = retry or RetryPolicy()
+        self.sleep = time.sleep
+        headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._owns_client = http_client is None
+        self.http = http_client or httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+        )
+        self.http.headers.update(headers)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.http.close()
+
+    # -- the retry loop -------------------------------------------------------------------
+    def request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """Send a request, retrying as the module doc says; raise an APIError for a 4xx/5xx."""
+        method = method.upper()
+        response = self._send_with_retries(method, path, self._idempotent(method, idempotent, kwargs), (), kwargs,
+                                           read_body=True)
+        return response
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool | None = None,
+        accept_statuses: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> Iterator[httpx.Response]:
+        """Like request, but the body is not read: the caller iterates it inside the `with`."""
+        method = method.upper()
+        idempotent = self._idempotent(method, idempotent, kwargs)
+        response = self._send_with_retries(method, path, idempotent, accept_statuses, kwargs)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    @staticmethod
+    def _idempotent(method: str, given: bool | None, kwargs: dict[str, Any]) -> bool:
+        if given is not None:
+            return given
+        headers = kwargs.get("headers") or {}
+        return method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+
+    def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        idempotent: bool,
+        accept_statuses: tuple[int, ...],
+        kwargs: dict[str, Any],
+        read_body: bool = False,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            last_try = attempt >= self.retry.max_attempts
+            try:
+                request = self.http.build_request(method, path, **kwargs)
+                response = self.http.send(request, stream=True)
+                if read_body or response.status_code >= 400:
+                    try:
+                        response.read()  # inside the try: a body cut short is retried too
+                    finally:
+                        response.close()
+            except httpx.TransportError as exc:
+                if last_try or not (idempotent or isinstance(exc, NOT_SENT_ERRORS)):
+                    what = "cannot reach" if isinstance(exc, NOT_SENT_ERRORS) else "lost the connection to"
+                    raise APIConnectionError(
+                        f"{what} {self.base_url} ({type(exc).__name__}: {str(exc) or 'no detail'})"
+                    ) from exc
+                wait = self.retry.delay(attempt)
+                log.info("%s %s: %s; retry %d in %.1fs", method, path, type(exc).__name__, attempt, wait)
+                self.sleep(wait)
+                continue
+            if response.status_code < 400 or response.status_code in accept_statuses:
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code in RETRY_STATUSES and idempotent and not last_try:
+                wait = self.retry.delay(attempt, retry_after)
+                log.info("%s %s: HTTP %d; retry %d in %.1fs", method, path, response.status_code, attempt, wait)
+                self.sleep(wait)
+                continue
+            error = error_from_response(response, retry_after=retry_after)
+            if isinstance(error, AuthError) and error.status_code == 401 and not self.has_token:
+                error.message = f"{error.message} (no token configured: set CTTV2_TOKEN or run `cttv2 login`)"
+                error.args = (error.message,)
+            raise error
