@@ -57,8 +57,10 @@ def serve(host: str, port: int, workers: int) -> None:
     setup_logging()
     import uvicorn
 
+    # Keep idle connections longer than clients and proxies do (60 s is common), so a client
+    # never sends on a connection the server is closing at that moment.
     uvicorn.run("service.main:app", host=host, port=port, workers=workers, log_config=None,
-                access_log=False, timeout_graceful_shutdown=5)
+                access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=75)
 
 
 @cli.command()

@@ -7,6 +7,7 @@ from fastapi.routing import APIRoute
 
 import service.models  # noqa: F401  (every table known before the first query)
 from service.artifacts.router import router as artifacts_router
+from service.core.body_limit import BodyLimitMiddleware
 from service.core.errors import ErrorResponse, install_error_handlers
 from service.core.middleware import RequestIdMiddleware
 from service.device_specs.router import router as device_specs_router
@@ -14,6 +15,7 @@ from service.health.router import router as health_router
 from service.jobs.router import router as jobs_router
 from service.presets.router import router as presets_router
 from service.sweeps.router import router as sweeps_router
+from service.users.router import router as admin_users_router
 from service.version import version_info
 from service.weights.router import router as weights_router
 
@@ -31,11 +33,13 @@ def create_app() -> FastAPI:
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)  # inside the request id: a 413 is logged with it
     app.add_middleware(RequestIdMiddleware)
 
     v1 = APIRouter(prefix="/v1")
     for router in (
-        device_specs_router, jobs_router, artifacts_router, presets_router, sweeps_router, weights_router
+        device_specs_router, jobs_router, artifacts_router, presets_router, sweeps_router, weights_router,
+        admin_users_router,
     ):
         v1.include_router(router)
     app.include_router(health_router)

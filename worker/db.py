@@ -18,13 +18,14 @@ T = TypeVar("T")
 RETRYABLE = (OperationalError, PoolTimeoutError)
 
 
-def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "write") -> T:
+def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "write",
+               max_delay_s: float = 10.0) -> T:
     """Run fn(session) in a transaction, retrying while the database is unreachable.
 
     A worker keeps its job through a database outage: training blocks on the write, and
     resumes when the database is back (or gives up after deadline_s)."""
     start = time.monotonic()
-    delay = 0.5
+    delay = min(0.5, max_delay_s)
     while True:
         try:
             with session_scope() as session:
@@ -37,7 +38,7 @@ def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "
             log.warning("database unavailable during %s, retrying in %.1fs: %s", what, delay,
                         str(exc).splitlines()[0][:200])
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, max_delay_s)
 
 
 def _looks_transient(exc: DBAPIError) -> bool:

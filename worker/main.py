@@ -24,6 +24,7 @@ def start_worker(settings: Settings, *, name: str | None = None, loglevel: str =
     from service.core.queue import get_celery
 
     app = get_celery()
+    _end_frozen_transactions(settings)
     hostname = name or f"cttv2@{socket.gethostname()}-{os.getpid()}"
     loop = MaintenanceLoop(settings)
 
@@ -55,3 +56,23 @@ def start_worker(settings: Settings, *, name: str | None = None, loglevel: str =
             "--without-heartbeat",
         ]
     )
+
+
+def _end_frozen_transactions(settings: Settings) -> None:
+    """A worker frozen inside a transaction (SIGSTOP, a hung host) would keep its job's row
+    locked, and the reaper could never take the job back. PostgreSQL ends a worker's
+    transaction left idle longer than the heartbeat timeout (a live worker's last seconds)."""
+    from sqlalchemy import event
+
+    from service.core.db import get_engine
+
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        return
+    timeout_ms = max(1000, int(settings.heartbeat_timeout_s * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _set_timeout(dbapi_conn, _record) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        dbapi_conn.commit()

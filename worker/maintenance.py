@@ -9,15 +9,22 @@
 
 Every worker runs this loop; every step is a conditional UPDATE, so several loops can run
 at once without doing anything twice.
+
+A database outage stops every heartbeat, not only a lost worker's. So the reaper only reaps
+once the database has been reachable again for heartbeat_timeout_s, measured by the reaper
+itself (a failed tick restarts the clock; so does the process start) and, on PostgreSQL, by
+the server's uptime (a restarted server restarts it too). Live workers heartbeat in that
+window; a worker that really is gone stays silent and is reaped then.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from service.core import queue
 from service.core.config import Settings
@@ -29,7 +36,9 @@ log = logging.getLogger("cttv2.worker.maintenance")
 
 
 def reap_lost_jobs(settings: Settings) -> list[int]:
-    """Requeue (or fail) running jobs whose heartbeat stopped. Returns the requeued ids."""
+    """Requeue (or fail) running jobs whose heartbeat stopped. Returns the requeued ids.
+    Call it only once the database has been reachable for heartbeat_timeout_s (see
+    MaintenanceLoop): a heartbeat missed during an outage says nothing about the worker."""
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
     requeued: list[int] = []
     with session_scope() as session:
@@ -40,6 +49,11 @@ def reap_lost_jobs(settings: Settings) -> list[int]:
         ).all()
     for job_id, token, lost_count, worker_id in stale:
         with session_scope() as session:
+            # A row locked by its worker's open transaction is being written: alive. (A worker
+            # frozen mid-transaction has it ended by PostgreSQL; see worker.main.)
+            locked = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True)
+            if session.bind.dialect.name == "postgresql" and session.scalar(locked) is None:
+                continue
             lost = lost_count + 1
             now = utcnow()
             if lost >= settings.max_attempts:
@@ -115,22 +129,57 @@ def broker_depth(settings: Settings) -> int | None:
     return None
 
 
+def database_uptime_s() -> float | None:
+    """Seconds since the database server started (PostgreSQL), else None."""
+    with session_scope() as session:
+        if session.bind.dialect.name != "postgresql":
+            session.execute(text("SELECT 1"))
+            return None
+        return float(session.scalar(text("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())")))
+
+
 class MaintenanceLoop(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="maintenance", daemon=True)
         self.settings = settings
         self._stop = threading.Event()
+        self._reachable_since: float | None = time.monotonic()  # a start counts as a reconnect
 
     def run(self) -> None:
         while not self._stop.wait(self.settings.maintenance_interval_s):
             self.tick()
 
+    def reachable_for_s(self) -> float | None:
+        """How long the database has answered without a break, as this loop saw it (None:
+        it does not answer now)."""
+        try:
+            server_up = database_uptime_s()
+        except Exception as exc:  # noqa: BLE001 - any failure: the database is away
+            if self._reachable_since is not None:
+                log.warning("database unreachable: %s", str(exc).splitlines()[0][:300])
+            self._reachable_since = None
+            return None
+        now = time.monotonic()
+        if self._reachable_since is None:
+            log.info("database reachable again: reaping waits %.0f s for live workers to heartbeat",
+                     self.settings.heartbeat_timeout_s)
+            self._reachable_since = now
+        mine = now - self._reachable_since
+        return mine if server_up is None else min(mine, server_up)
+
     def tick(self) -> None:
-        for step in (reap_lost_jobs, reconcile_queue):
-            try:
-                step(self.settings)
-            except Exception as exc:  # noqa: BLE001 - e.g. the database is down: next tick
-                log.warning("%s failed: %s", step.__name__, str(exc).splitlines()[0][:300])
+        reachable_for = self.reachable_for_s()
+        if reachable_for is None:
+            return  # the database is away: nothing to do until it is back
+        if reachable_for >= self.settings.heartbeat_timeout_s:
+            self._step(reap_lost_jobs)
+        self._step(reconcile_queue)
+
+    def _step(self, step) -> None:
+        try:
+            step(self.settings)
+        except Exception as exc:  # noqa: BLE001 - e.g. the database is down: next tick
+            log.warning("%s failed: %s", step.__name__, str(exc).splitlines()[0][:300])
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,6 +7,8 @@ a fresh lease token); every later write names that token, so a worker that lost 
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import logging
 import threading
 import time
@@ -17,15 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cttv2_engine.types import Progress, RunContext
 from service.core.config import Settings
 from service.core.db import utcnow
+from service.core.middleware import request_id_var
 from service.jobs.events import add_event
 from service.jobs.models import Job, JobLogLine
 from worker import artifacts, plots, shutdown
-from worker.db import with_retry
+from worker.db import RETRYABLE, with_retry
 from worker.metrics import upsert_metrics
 from worker.weights import weights_dir_for
 
@@ -82,7 +86,9 @@ def claim_job(job_id: int, worker_id: str) -> Lease | None:
 def _fence(session: Session, lease: Lease, **values: Any) -> None:
     """Touch the job under its lease inside the current transaction, or raise LeaseLost. On
     PostgreSQL the row stays locked until commit, so the reaper cannot interleave."""
-    values.setdefault("updated_at", utcnow())
+    now = utcnow()
+    values.setdefault("updated_at", now)
+    values.setdefault("heartbeat_at", now)  # any write under the lease shows the worker is alive
     n = session.execute(
         update(Job)
         .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.status == "running")
@@ -110,6 +116,10 @@ class JobReporter:
 
     # -- writes ---------------------------------------------------------------------------
     def _write(self, what: str, fn=None, **job_values: Any) -> None:
+        """One transaction under the lease. Raises LeaseLost when another worker (or the
+        reaper) took the job: the engine then stops at once, before writing another file."""
+        self._check_lease()
+
         def tx(session: Session) -> None:
             _fence(session, self.lease, **job_values)
             if fn is not None:
@@ -117,9 +127,17 @@ class JobReporter:
 
         try:
             with self._lock:
-                with_retry(tx, deadline_s=self.settings.db_retry_deadline_s, what=what)
+                # Retry at least once per heartbeat interval: when the database is back, the
+                # lease is re-asserted well before the reaper would act (see maintenance).
+                with_retry(tx, deadline_s=self.settings.db_retry_deadline_s, what=what,
+                           max_delay_s=self.settings.heartbeat_interval_s)
         except LeaseLost:
             self.stop_reason = "lease_lost"
+            raise
+
+    def _check_lease(self) -> None:
+        if self.stop_reason == "lease_lost":
+            raise LeaseLost(f"job {self.lease.job_id}: lease {self.lease.token[:8]} lost")
 
     def heartbeat(self) -> None:
         """Refresh the lease; pick up a cancel request."""
@@ -167,13 +185,20 @@ class JobReporter:
     def on_log(self, line: str) -> None:
         log.info("job %s: %s", self.lease.job_id, line)
 
+        seq = self._log_seq
+
         def tx(session: Session) -> None:
-            session.add(JobLogLine(job_id=self.lease.job_id, seq=self._log_seq, attempt=self.lease.attempt, line=line))
+            # Insert-or-ignore: a retry after a commit whose answer was lost must not fail.
+            insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+            session.execute(insert(JobLogLine).values(
+                job_id=self.lease.job_id, seq=seq, attempt=self.lease.attempt, line=line, created_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["job_id", "seq"]))
 
         self._write("log", tx)
         self._log_seq += 1
 
     def should_stop(self) -> bool:
+        self._check_lease()  # not a graceful stop: a stale worker must not write a checkpoint
         if self.stop_reason is None and shutdown.requested():
             self.stop_reason = "shutdown"
         return self.stop_reason is not None
@@ -191,8 +216,12 @@ class Heartbeat(threading.Thread):
         self.reporter = reporter
         self.interval_s = interval_s
         self._stop = threading.Event()
+        self._context = contextvars.copy_context()  # its log lines carry the job id too
 
     def run(self) -> None:
+        self._context.run(self._beat)
+
+    def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.reporter.heartbeat()
 
@@ -255,17 +284,32 @@ class JobInputError(Exception):
 
 def run_job(settings: Settings, job_id: int, worker_id: str) -> str:
     """Run one delivered job id. Returns what happened (for logs and tests)."""
-    lease = claim_job(job_id, worker_id)
-    if lease is None:
-        log.info("job %s: not claimable (duplicate delivery, cancelled or taken); ignored", job_id)
-        return "ignored"
-    reporter = JobReporter(settings, lease)
-    heartbeat = Heartbeat(reporter, settings.heartbeat_interval_s)
-    heartbeat.start()
+    rid = request_id_var.set(f"job-{job_id}")  # worker log lines carry the job as their id
     try:
-        return _run_claimed(settings, lease, reporter)
+        lease = claim_job(job_id, worker_id)
+        if lease is None:
+            log.info("job %s: not claimable (duplicate delivery, cancelled or taken); ignored", job_id)
+            return "ignored"
+        reporter = JobReporter(settings, lease)
+        heartbeat = Heartbeat(reporter, settings.heartbeat_interval_s)
+        heartbeat.start()
+        try:
+            return _run_claimed(settings, lease, reporter)
+        except LeaseLost:
+            # Reaped while unreachable (or paused) and claimed again elsewhere: the other
+            # worker owns the job now; this one leaves the row and the files alone.
+            log.warning("job %s: lease lost; stopped without further writes", job_id)
+            return "lease_lost"
+        except RETRYABLE as exc:
+            # The database stayed away past db_retry_deadline_s. The job stays running with
+            # a stale heartbeat: the reaper requeues it once the database is back, and it
+            # resumes from its last checkpoint. Nothing to write now.
+            log.error("job %s: database unavailable, giving the job up: %s", job_id, str(exc).splitlines()[0])
+            return "db_unavailable"
+        finally:
+            heartbeat.stop()
     finally:
-        heartbeat.stop()
+        request_id_var.reset(rid)
 
 
 def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str:
@@ -278,6 +322,10 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         artifacts.check_writable(workdir)
+    except OSError as exc:
+        return _fail(lease, reporter, "artifact_store_error",
+                     f"cannot write job files in the artifact store: {exc.strerror or exc} ({workdir})")
+    try:
         spec = JobSpec.model_validate(job.spec)
         resume = _resume_point(settings, job)
         if resume is not None:
@@ -290,8 +338,10 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
             job_weights=lambda other: job_dir(settings, other) / "weights.safetensors",
         )
         result = engine_run(spec, workdir=workdir, callbacks=reporter, resume_from=resume, context=context)
+    except (LeaseLost, *RETRYABLE):
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure ends the job with its reason
-        code, message = classify_failure(exc)
+        code, message = classify_failure(exc, workdir)
         if code == "engine_error":
             log.error("job %s failed:\n%s", lease.job_id, traceback.format_exc())
         return _fail(lease, reporter, code, message)
@@ -343,16 +393,32 @@ def _draw_curves(settings: Settings, job_id: int) -> bool:
         return False
 
 
-def classify_failure(exc: BaseException) -> tuple[str, str]:
-    """(error_code, one-line message) for a failed job."""
-    import errno
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM, errno.EIO,
+                  errno.ENOTDIR, errno.EEXIST)
 
+
+def classify_failure(exc: BaseException, workdir: Path | None = None) -> tuple[str, str]:
+    """(error_code, one-line message) for a failed job."""
     from cttv2_engine.errors import EngineError
 
     if isinstance(exc, (EngineError, JobInputError)):
         return "invalid_job", str(exc)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
-        return "artifact_store_error", f"cannot write job files: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})"
+    # torch.save on a full disk raises a RuntimeError whose context is the OSError: look
+    # down the chain, then ask the store itself.
+    cause: BaseException | None = exc
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.errno in STORAGE_ERRNOS:
+            where = f" ({cause.filename})" if getattr(cause, "filename", None) else ""
+            return "artifact_store_error", f"cannot write job files: {cause.strerror or cause}{where}"
+        cause = cause.__cause__ or cause.__context__
+    if workdir is not None:
+        try:
+            artifacts.check_writable(workdir)
+        except OSError as probe:
+            return "artifact_store_error", (f"cannot write job files: {probe.strerror or probe} ({workdir}); "
+                                            f"the run failed with {type(exc).__name__}: {exc}")
     return "engine_error", f"{type(exc).__name__}: {exc}"
 
 

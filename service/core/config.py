@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)
 
+    # Limits: a careless request gets a clear 4xx instead of filling the disk or the queue.
+    # (max_upload_mb and max_sweep_jobs, above, are limits too: multipart bodies and sweeps.)
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30, description="JSON request bodies")
+    max_epochs: int = Field(1000, ge=1, le=10_000)
+    max_train_samples: int = Field(200_000, ge=1, description="train_per_class x classes")
+    max_img_size: int = Field(512, ge=8, le=1024)
+    max_active_jobs_per_user: int = Field(200, ge=1, description="queued + running; beyond: 429")
+
     @field_validator("database_url")
     @classmethod
     def _db_scheme(cls, v: str) -> str:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -164,6 +164,15 @@ def install_error_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_: Request, exc: DataError) -> JSONResponse:
+        # A value the validators let through but the database cannot store (a NUL character
+        # in a text, an unpaired surrogate, a number out of a column's range): the request's
+        # fault, so a 422; the database's own one-line reason, never the SQL or parameters.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        log.info("value refused by the database: %s", reason)
+        return JSONResponse(_body("validation_error", f"body: a value cannot be stored: {reason}"), status_code=422)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)

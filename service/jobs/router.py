@@ -18,6 +18,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=200,
         description="same key + same body returns the same job; same key + another body is 409",
     ),

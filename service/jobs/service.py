@@ -16,6 +16,7 @@ from service.core.db import utcnow
 from service.core.errors import Conflict, Invalid, NotFound, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
+from service.jobs import limits
 from service.jobs import references
 from service.jobs.events import add_event
 from service.jobs.models import Job
@@ -66,13 +67,15 @@ def validate_spec(session: Session, user: User, data: dict) -> JobSpec:
 
 
 def check_semantics(spec: JobSpec) -> None:
-    """The engine's torch-free cross-field checks (arch vs image size, class subsets)."""
+    """The engine's torch-free cross-field checks (arch vs image size, class subsets), then
+    this server's limits (epochs, image size, dataset size)."""
     try:
         validate_spec_semantics(spec)
     except SpecError as exc:
         field = exc.field or "body"
         message = Exception.__str__(exc)
         raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
+    limits.check_spec(spec)
 
 
 def submit(
@@ -81,6 +84,7 @@ def submit(
 ) -> tuple[Job, bool]:
     """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
     Idempotency-Key and body were seen before and the earlier job is returned."""
+    idempotency_key = idempotency_key or None  # an empty key is no key (it is stored as NULL)
     request = body.model_dump(mode="json")
     if rerun_of is not None:
         request["rerun_of"] = rerun_of  # a rerun and a plain submit never replay each other
@@ -90,6 +94,7 @@ def submit(
         if earlier is not None:
             return earlier, True
     spec, resolved_device_id = resolve_spec(session, user, body)
+    limits.check_active_jobs(session, user, 1)
     job = new_job(
         user,
         spec,

@@ -13,6 +13,7 @@ from cttv2_engine.spec import JobSpec, canonical_hash
 from service.core.config import get_settings
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.pagination import PageParams, paginate
+from service.jobs import limits
 from service.jobs import service as jobs
 from service.jobs.events import add_event
 from service.jobs.models import JOB_STATUSES, Job
@@ -50,6 +51,7 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
     planned = plan.plan(base, body.grid, axes, seeds, body.baseline,
                         label=body.name or body.base.name or "sweep")
     specs = [_validate(session, user, job) for job in planned]
+    limits.check_active_jobs(session, user, len(specs))  # a sweep counts every job it queues
 
     sweep = Sweep(user_id=user.id, name=body.name, request=_stored_request(body, axes, seeds),
                   idempotency_key=idempotency_key, request_hash=request_hash)

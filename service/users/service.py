@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from service.core.config import Settings
 from service.core.db import utcnow
-from service.core.errors import Unauthorized
+from service.core.errors import Conflict, NotFound, Unauthorized
+from service.core.pagination import PageParams, paginate
 from service.core.security import hash_token, new_token
 from service.users.models import ApiToken, User
 
@@ -31,18 +32,24 @@ def create_user(session: Session, settings: Settings, name: str, *, is_admin: bo
 def issue_token(
     session: Session, settings: Settings, user: User, *, label: str | None = None, ttl_days: int | None = None
 ) -> str:
+    return issue_token_record(session, settings, user, label=label, ttl_days=ttl_days)[1]
+
+
+def issue_token_record(
+    session: Session, settings: Settings, user: User, *, label: str | None = None, ttl_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for user: (its stored record, the token itself, to show once)."""
     token = new_token()
-    session.add(
-        ApiToken(
-            user_id=user.id,
-            token_hash=hash_token(token, settings.token_pepper.get_secret_value()),
-            prefix=token[:12],
-            label=label,
-            expires_at=utcnow() + timedelta(days=ttl_days or settings.token_ttl_days),
-        )
+    record = ApiToken(
+        user_id=user.id,
+        token_hash=hash_token(token, settings.token_pepper.get_secret_value()),
+        prefix=token[:12],
+        label=label,
+        expires_at=utcnow() + timedelta(days=ttl_days or settings.token_ttl_days),
     )
+    session.add(record)
     session.flush()
-    return token
+    return record, token
 
 
 def revoke_tokens(session: Session, *, user_name: str | None = None, prefix: str | None = None) -> int:
@@ -78,3 +85,50 @@ def authenticate(session: Session, settings: Settings, token: str | None) -> Use
     if user.disabled_at is not None:
         raise Unauthorized("user disabled")
     return user
+
+
+# -- the admin API (/v1/admin/users) --------------------------------------------------------
+
+def create_user_api(session: Session, settings: Settings, name: str, *, is_admin: bool) -> tuple[User, tuple[ApiToken, str]]:
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise Conflict(f"user {name!r} exists already", code="user_exists")
+    user = User(name=name, is_admin=is_admin)
+    session.add(user)
+    session.flush()
+    token = issue_token_record(session, settings, user, label="created by an admin")
+    session.commit()
+    return user, token
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def list_page(session: Session, params: PageParams):
+    return paginate(session, select(User), User.id, params)
+
+
+def set_disabled(session: Session, admin: User, user_id: int, disabled: bool) -> User:
+    user = get_user(session, user_id)
+    if disabled and user.id == admin.id:
+        raise Conflict("an admin cannot disable themselves", code="cannot_disable_self")
+    user.disabled_at = (user.disabled_at or utcnow()) if disabled else None
+    session.commit()
+    return user
+
+
+def list_tokens(session: Session, user_id: int, params: PageParams):
+    get_user(session, user_id)
+    return paginate(session, select(ApiToken).where(ApiToken.user_id == user_id), ApiToken.id, params)
+
+
+def revoke_token_by_id(session: Session, user_id: int, token_id: int) -> ApiToken:
+    record = session.get(ApiToken, token_id)
+    if record is None or record.user_id != user_id:
+        raise NotFound(f"token {token_id} of user {user_id} not found")
+    record.revoked_at = record.revoked_at or utcnow()
+    session.commit()
+    return record

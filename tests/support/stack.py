@@ -173,10 +173,11 @@ class Stack:
         return proc
 
     def stop(self) -> None:
-        for proc in self.workers:
+        procs = [p for p in [*self.workers, self.api] if p is not None and p.alive()]
+        for proc in procs:  # all at once: each warm shutdown takes a moment
+            proc.signal(signal.SIGTERM)
+        for proc in procs:
             proc.stop()
-        if self.api:
-            self.api.stop()
 
     def destroy(self, keep_files: bool = False) -> None:
         self.stop()
