@@ -139,6 +139,7 @@ def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions
         algorithm, device, io_parameters=io, up_parameters=update,
         construction_seed=spec.construction_seed,
     )
+    config.update.desired_bl = options.update_bl  # build_config hard-codes 5
     compound = config.device
     compound.fast_lr = options.fast_lr
     compound.auto_granularity = options.auto_granularity
