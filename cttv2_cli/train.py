@@ -107,8 +107,14 @@ def train(spec_file: Path, workdir: Path | None, data_dir: Path, weights_dir: Pa
                    Path("runs") / f"{spec_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from cttv2_engine import EngineError, RunContext, run
 

@@ -7,9 +7,10 @@ model's input, so CIFAR at 224x224 costs no more memory than at 32x32.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -76,15 +76,22 @@ def run(
               f"{len(data.train)} train / {len(data.test)} test images")
 
     torch.manual_seed(spec.training.seed)
+    # Built and restored on the CPU, then moved: tiles take their saved state the same way
+    # whatever device the checkpoint was written on.
     tm: TrainModel = build_train_model(
-        spec, data.num_classes, context, device, log=cb.on_log, load_pretrained=state is None
+        spec, data.num_classes, context, torch.device("cpu"), log=cb.on_log,
+        load_pretrained=state is None,
     )
     if state is not None:
-        moved = ckpt.restore_model_state(tm.model, state["model"])
+        try:
+            moved = ckpt.restore_model_state(tm.model, state["model"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint does not fit the model: {exc}") from None
         if moved["moved"]:
             cb.on_log(f"warning: resume clipped {moved['moved']} of {moved['total']} analog "
                       f"device states to their bounds (max shift {moved['max_shift']:.2g}; "
                       "aihwkit 1.1.0 set_hidden_parameters)")
+    tm.model = tm.model.to(device)
     optimizers = tm.make_optimizers()  # after any restore: aihwkit swaps tile contexts on load
     if state is not None:
         for opt, saved in zip(optimizers, state["optimizers"]):

@@ -9,7 +9,7 @@ from cttv2_engine.hardware import select_device
 
 
 def probes(compiled: bool, available: bool, name: str | None = "NVIDIA H200"):
-    return dict(aihwkit_cuda=lambda: compiled, torch_cuda=lambda: available, gpu=lambda: name)
+    return {"aihwkit_cuda": lambda: compiled, "torch_cuda": lambda: available, "gpu": lambda: name}
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def _equilibrium_weights(spec: DeviceSpec, updates: int = 3000) -> torch.Tensor:
     return tile.get_weights()[0]
 
 
-BASE = dict(dw_min=0.01, dw_min_std=0.0, construction_seed=11)
+BASE = {"dw_min": 0.01, "dw_min_std": 0.0, "construction_seed": 11}
 
 
 @pytest.mark.parametrize("skew", [0.1, -0.2])

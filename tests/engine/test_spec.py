@@ -114,7 +114,7 @@ def test_untileable_size_is_a_spec_error_naming_model():
 
 
 def test_every_registry_entry_tiles_at_its_default_size():
-    for name, cfg in MODELS.items():
+    for name in MODELS:
         check_model(name)
         assert stage_resolutions(name)[-1] >= 1
 
