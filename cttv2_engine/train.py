@@ -62,7 +62,11 @@ def run(
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
-    torch.set_num_threads(max(1, int(context.num_threads)))
+    threads = max(1, int(context.num_threads))
+    torch.set_num_threads(threads)
+    # aihwkit bundles its own OpenMP/OpenBLAS, which read these when first loaded (below).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
     hardware = select_device(context.device)
     device = torch.device(hardware.device)
     cb.on_log(f"device: {hardware.describe()}, torch threads: {torch.get_num_threads()}")

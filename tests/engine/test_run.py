@@ -171,3 +171,18 @@ def test_checkpoint_keeps_every_tile_state_under_realistic_noise(tmp_path, conte
         assert float(diff.max()) <= max(moved["max_shift"], 0.0) + 1e-7
         assert torch.equal(restored[name]["hidden"][a_index], saved["hidden"][a_index]) or (
             moved["moved"] > 0)
+
+
+@pytest.mark.parametrize("algorithm", ["ttv2", "agad", "sgd", "mixed-precision"])
+def test_every_analog_algorithm_trains_end_to_end(tmp_path, context, algorithm):
+    spec = JobSpec.model_validate(tiny_spec(algorithm=algorithm,
+                                            model={"analog_scope": "head",
+                                                   "digital_parts": "trained"},
+                                            training={"epochs": 1, "lr": None}))
+    result = run(spec, workdir=tmp_path, context=context)
+    assert result.status == "completed" and result.environment["analog_tiles"] == 1
+    assert 0.0 <= result.final["test_accuracy"] <= 1.0
+    assert torch.isfinite(torch.tensor(result.final["train_loss"]))
+    trained = load_file(result.weights_path)["head.fc.weight"]
+    torch.manual_seed(spec.training.seed)
+    assert not torch.equal(trained, build_reference_untrained(spec)["head.fc.weight"])
