@@ -183,6 +183,13 @@ def test_every_analog_algorithm_trains_end_to_end(tmp_path, context, algorithm):
     assert result.status == "completed" and result.environment["analog_tiles"] == 1
     assert 0.0 <= result.final["test_accuracy"] <= 1.0
     assert torch.isfinite(torch.tensor(result.final["train_loss"]))
-    trained = load_file(result.weights_path)["head.fc.weight"]
-    torch.manual_seed(spec.training.seed)
-    assert not torch.equal(trained, build_reference_untrained(spec)["head.fc.weight"])
+    if algorithm in ("ttv2", "agad"):
+        # three steps are too few for a transfer into the slow weights; the fast tile A
+        # (zero at the start) must have learned
+        tiles = load_checkpoint(tmp_path / "checkpoints" / "latest.pt")["model"]["tiles"]
+        (tile,) = tiles.values()
+        fast = tile["hidden"][tile["hidden_names"].index("hidden_weights_0")]
+        assert fast.abs().max() > 0
+    else:
+        trained = load_file(result.weights_path)["head.fc.weight"]
+        assert not torch.equal(trained, build_reference_untrained(spec)["head.fc.weight"])
