@@ -58,6 +58,8 @@ def load_dataset(spec: DataSpec, data_dir: Path, img_size: int) -> Dataset:
         (xtr, ytr), (xte, yte), names = _imagefolder(Path(data_dir), spec.name or "", img_size)
 
     chosen = select_classes(names, spec)
+    if len(chosen) < 2:
+        raise DataError(f"{spec.dataset} has fewer than 2 classes", field="data")
     train = _subset(xtr, ytr, chosen, spec.train_per_class)
     test = _subset(xte, yte, chosen, spec.test_per_class)
     for split_name, split in (("train", train), ("test", test)):
@@ -205,9 +207,12 @@ def _imagefolder(data_dir: Path, name: str, img_size: int):
                 folder.is_dir()
             ) else []
             for path in files:
-                with Image.open(path) as img:
-                    img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
-                    images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+                try:
+                    with Image.open(path) as img:
+                        img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+                        images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+                except OSError as exc:  # truncated or not an image
+                    raise DataError(f"cannot read image {path}: {exc}", field="data.name") from None
                 labels.append(label)
         if not images:
             raise DataError(f"no images in {root / split}", field="data.name")

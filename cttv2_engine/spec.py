@@ -113,7 +113,10 @@ class DeviceSpec(StrictModel):
         None, ge=0, le=2, description="std of additive output noise on forward/backward reads"
     )
     construction_seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="seed of the device-to-device parameters"
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="seed of the device-to-device parameters (0: derived from training.seed)",
     )
     deterministic: bool = Field(
         False,

@@ -137,3 +137,12 @@ def test_batch_order_is_a_function_of_seed_and_epoch():
     assert len(full) == 5 and len(skipped) == 3
     for (a, la), (b, lb) in zip(full[2:], skipped):
         assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_broken_image_is_a_data_error(tmp_path):
+    for split in ("train", "test"):
+        folder = tmp_path / "pets" / split / "cats"
+        folder.mkdir(parents=True)
+        (folder / "0.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image"):
+        load_dataset(DataSpec(dataset="imagefolder", name="pets"), tmp_path, 32)
