@@ -59,7 +59,6 @@ def run(
     cb = callbacks or NullCallbacks()
     context = context or default_context()
     workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
     threads = max(1, int(context.num_threads))
@@ -97,6 +96,7 @@ def run(
                       "aihwkit 1.1.0 set_hidden_parameters)")
     tm.model = tm.model.to(device)
     optimizers = tm.make_optimizers()  # after any restore: aihwkit swaps tile contexts on load
+    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once all checks passed
     if state is not None:
         for opt, saved in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(saved)

@@ -25,7 +25,7 @@ def _fails_before_training(tmp_path, context, spec, error, match):
     with pytest.raises(error, match=match) as info:
         run(spec, workdir=tmp_path / "job", callbacks=rec, context=context)
     assert rec.progress == [] and rec.metrics == [] and rec.checkpoints == []
-    assert not list((tmp_path / "job").glob("**/*.pt"))
+    assert not (tmp_path / "job").exists()  # nothing written for a job that cannot run
     return info.value
 
 
