@@ -26,9 +26,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from cttv2_engine.train import run
 
 __all__ = [
-    "run", "preflight", "validate_spec_semantics", "JobSpec", "RunContext", "RunResult",
-    "Progress", "Callbacks", "NullCallbacks", "EngineError", "SpecError", "DataError",
-    "WeightsError", "HardwareError", "CheckpointError",
+    "Callbacks",
+    "CheckpointError",
+    "DataError",
+    "EngineError",
+    "HardwareError",
+    "JobSpec",
+    "NullCallbacks",
+    "Progress",
+    "RunContext",
+    "RunResult",
+    "SpecError",
+    "WeightsError",
+    "preflight",
+    "run",
+    "validate_spec_semantics",
 ]
 
 _LAZY = {"run": ("cttv2_engine.train", "run"), "preflight": ("cttv2_engine.build", "preflight")}

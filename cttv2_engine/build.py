@@ -3,9 +3,10 @@ optimizers. The training loop in ``train.py`` only sees a ``TrainModel``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from torch import nn
 from cttv2_engine import models
 from cttv2_engine.errors import SpecError, WeightsError
 from cttv2_engine.presets import DEFAULT_LR
-from cttv2_engine.spec import SAFE_NAME, JobSpec, JobRef, WeightsRef
+from cttv2_engine.spec import SAFE_NAME, JobRef, JobSpec, WeightsRef
 from cttv2_engine.types import RunContext
 from cttv2_engine.weights import WEIGHT_SUFFIXES, check_state_dict, load_into, read_state_dict
 

@@ -7,9 +7,10 @@ model's input, so CIFAR at 224x224 costs no more memory than at 32x32.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ def load_dataset(spec: DataSpec, data_dir: Path, img_size: int) -> Dataset:
         (xtr, ytr), (xte, yte), names = _imagefolder(Path(data_dir), spec.name or "", img_size)
 
     chosen = select_classes(names, spec)
+    if len(chosen) < 2:
+        raise DataError(f"{spec.dataset} has fewer than 2 classes", field="data")
     train = _subset(xtr, ytr, chosen, spec.train_per_class)
     test = _subset(xte, yte, chosen, spec.test_per_class)
     for split_name, split in (("train", train), ("test", test)):
@@ -136,12 +139,28 @@ def _digits() -> tuple[tuple, tuple, list[str]]:
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"dataset file not found: {path}", field="data.dataset")
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")
+    try:
+        with open(path, "rb") as fh:
+            raw = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # noqa: BLE001 - truncated or not a pickle
+        raise DataError(f"cannot read {path}: {exc}", field="data.dataset") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} is not a CIFAR batch (expected a dict)", field="data.dataset")
+    return raw
 
 
 def _cifar_images(raw: dict) -> np.ndarray:
-    return np.asarray(raw[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    try:
+        return np.asarray(raw[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    except (KeyError, ValueError) as exc:
+        raise DataError(f"malformed CIFAR batch ({exc})", field="data.dataset") from None
+
+
+def _field(raw: dict, key: bytes, path: Path) -> Any:
+    try:
+        return raw[key]
+    except KeyError:
+        raise DataError(f"{path} lacks {key.decode()!r}", field="data.dataset") from None
 
 
 def _cifar10(data_dir: Path):
@@ -149,20 +168,22 @@ def _cifar10(data_dir: Path):
     _require_dir(root, "cifar10", "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}")
     parts = [_unpickle(root / f"data_batch_{i}") for i in range(1, 6)]
     test = _unpickle(root / "test_batch")
-    names = [n.decode() for n in _unpickle(root / "batches.meta")[b"label_names"]]
+    meta = root / "batches.meta"
+    names = [n.decode() for n in _field(_unpickle(meta), b"label_names", meta)]
     xtr = np.concatenate([_cifar_images(p) for p in parts])
-    ytr = np.concatenate([np.asarray(p[b"labels"]) for p in parts])
-    return (xtr, ytr), (_cifar_images(test), np.asarray(test[b"labels"])), names
+    ytr = np.concatenate([np.asarray(_field(p, b"labels", root)) for p in parts])
+    return (xtr, ytr), (_cifar_images(test), np.asarray(_field(test, b"labels", root))), names
 
 
 def _cifar100(data_dir: Path):
     root = data_dir / "cifar-100-python"
     _require_dir(root, "cifar100", "cifar-100-python/{train,test,meta}")
     train, test = _unpickle(root / "train"), _unpickle(root / "test")
-    names = [n.decode() for n in _unpickle(root / "meta")[b"fine_label_names"]]
+    meta = root / "meta"
+    names = [n.decode() for n in _field(_unpickle(meta), b"fine_label_names", meta)]
     return (
-        (_cifar_images(train), np.asarray(train[b"fine_labels"])),
-        (_cifar_images(test), np.asarray(test[b"fine_labels"])),
+        (_cifar_images(train), np.asarray(_field(train, b"fine_labels", root / "train"))),
+        (_cifar_images(test), np.asarray(_field(test, b"fine_labels", root / "test"))),
         names,
     )
 
@@ -186,9 +207,12 @@ def _imagefolder(data_dir: Path, name: str, img_size: int):
                 folder.is_dir()
             ) else []
             for path in files:
-                with Image.open(path) as img:
-                    img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
-                    images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+                try:
+                    with Image.open(path) as img:
+                        img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+                        images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+                except OSError as exc:  # truncated or not an image
+                    raise DataError(f"cannot read image {path}: {exc}", field="data.name") from None
                 labels.append(label)
         if not images:
             raise DataError(f"no images in {root / split}", field="data.name")

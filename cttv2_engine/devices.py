@@ -75,18 +75,19 @@ def build_device(spec: DeviceSpec) -> Any:
     """One aihwkit pulsed device from the spec (whitelisted class, checked values)."""
     cls = DEVICE_CLASSES[spec.family]
     p = resolved_device_params(spec)
-    kwargs: dict[str, Any] = dict(
-        dw_min=p["dw_min"],
-        w_min=p["w_min"],
-        w_max=p["w_max"],
-        up_down=p["up_down"],
-        dw_min_dtod=p["dw_min_dtod"],
-        w_max_dtod=p["w_max_dtod"],
-        w_min_dtod=p["w_max_dtod"] if spec.w_max_dtod is not None else cls().w_min_dtod,
-        up_down_dtod=p["up_down_dtod"],
-        dw_min_std=p["dw_min_std"],
-        construction_seed=spec.construction_seed,
-    )
+    kwargs: dict[str, Any] = {
+        "dw_min": p["dw_min"],
+        "w_min": p["w_min"],
+        "w_max": p["w_max"],
+        "up_down": p["up_down"],
+        "dw_min_dtod": p["dw_min_dtod"],
+        "w_max_dtod": p["w_max_dtod"],
+        # one knob for the spread of both bounds; presets keep their own lower-bound spread
+        "w_min_dtod": p["w_max_dtod"] if spec.w_max_dtod is not None else cls().w_min_dtod,
+        "up_down_dtod": p["up_down_dtod"],
+        "dw_min_std": p["dw_min_std"],
+        "construction_seed": spec.construction_seed,
+    }
     if "write_noise_std" in p:
         kwargs["write_noise_std"] = p["write_noise_std"]
     if issubclass(cls, _SYMMETRY_POINT_CLASSES):
@@ -139,6 +140,7 @@ def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions
         algorithm, device, io_parameters=io, up_parameters=update,
         construction_seed=spec.construction_seed,
     )
+    config.update.desired_bl = options.update_bl  # build_config hard-codes 5
     compound = config.device
     compound.fast_lr = options.fast_lr
     compound.auto_granularity = options.auto_granularity

@@ -3,8 +3,8 @@ on a machine without a GPU."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cttv2_engine.errors import HardwareError
 

@@ -155,7 +155,7 @@ def _tiling_problem(cfg: ModelConfig, size: int) -> str | None:
 
 
 def _nearest_tiling_size(cfg: ModelConfig, near: int) -> int:
-    for delta in range(0, 2048):
+    for delta in range(2048):
         for cand in (near - delta, near + delta):
             if cand >= 8 and _tiling_problem(cfg, cand) is None:
                 return cand

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -113,7 +113,10 @@ class DeviceSpec(StrictModel):
         None, ge=0, le=2, description="std of additive output noise on forward/backward reads"
     )
     construction_seed: int = Field(
-        0, ge=0, le=2**31 - 1, description="seed of the device-to-device parameters"
+        0,
+        ge=0,
+        le=2**31 - 1,
+        description="seed of the device-to-device parameters (0: derived from training.seed)",
     )
     deterministic: bool = Field(
         False,
@@ -193,7 +196,7 @@ class LastNBlocks(StrictModel):
     last_n_blocks: int = Field(ge=1, le=64)
 
 
-AnalogScope = Union[Literal["all", "head", "last_stage"], LastNBlocks]
+AnalogScope = Literal["all", "head", "last_stage"] | LastNBlocks
 
 
 class ModelSpec(StrictModel):
@@ -240,9 +243,8 @@ class DataSpec(StrictModel):
     def _check(self) -> DataSpec:
         if self.classes is not None and self.num_classes is not None:
             raise ValueError("give either classes or num_classes, not both")
-        if self.dataset == "imagefolder":
-            if not self.name:
-                raise ValueError("imagefolder needs name (a folder inside the data dir)")
+        if self.dataset == "imagefolder" and not self.name:
+            raise ValueError("imagefolder needs name (a folder inside the data dir)")
         if self.name is not None and not SAFE_NAME.match(self.name):
             raise ValueError("name must be a plain folder name, not a path")
         return self

@@ -59,10 +59,13 @@ def run(
     cb = callbacks or NullCallbacks()
     context = context or default_context()
     workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
-    torch.set_num_threads(max(1, int(context.num_threads)))
+    threads = max(1, int(context.num_threads))
+    torch.set_num_threads(threads)
+    # aihwkit bundles its own OpenMP/OpenBLAS, which read these when first loaded (below).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
     hardware = select_device(context.device)
     device = torch.device(hardware.device)
     cb.on_log(f"device: {hardware.describe()}, torch threads: {torch.get_num_threads()}")
@@ -76,16 +79,24 @@ def run(
               f"{len(data.train)} train / {len(data.test)} test images")
 
     torch.manual_seed(spec.training.seed)
+    # Built and restored on the CPU, then moved: tiles take their saved state the same way
+    # whatever device the checkpoint was written on.
     tm: TrainModel = build_train_model(
-        spec, data.num_classes, context, device, log=cb.on_log, load_pretrained=state is None
+        spec, data.num_classes, context, torch.device("cpu"), log=cb.on_log,
+        load_pretrained=state is None,
     )
     if state is not None:
-        moved = ckpt.restore_model_state(tm.model, state["model"])
+        try:
+            moved = ckpt.restore_model_state(tm.model, state["model"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint does not fit the model: {exc}") from None
         if moved["moved"]:
             cb.on_log(f"warning: resume clipped {moved['moved']} of {moved['total']} analog "
                       f"device states to their bounds (max shift {moved['max_shift']:.2g}; "
                       "aihwkit 1.1.0 set_hidden_parameters)")
+    tm.model = tm.model.to(device)
     optimizers = tm.make_optimizers()  # after any restore: aihwkit swaps tile contexts on load
+    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once all checks passed
     if state is not None:
         for opt, saved in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(saved)

@@ -39,7 +39,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = dict(fh.metadata() or {})
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
         except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
             raise WeightsError(f"{path.name} is not a valid safetensors file ({exc})",
                                field="model.pretrained") from None
@@ -187,7 +187,7 @@ def load_trained_model(weights_path: Path) -> nn.Module:
 @torch.no_grad()
 def evaluate(model: nn.Module, spec: Any, context: Any, batch_size: int = 256) -> dict[str, float]:
     """Test loss / accuracy / error of ``model`` on the spec's test split (digital or analog)."""
-    from cttv2_engine.data import load_dataset, test_batches, to_model_input
+    from cttv2_engine.data import load_dataset
     from cttv2_engine.spec import JobSpec
 
     spec = JobSpec.model_validate(spec) if not isinstance(spec, JobSpec) else spec
