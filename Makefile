@@ -4,11 +4,13 @@
 .PHONY: demo test setup services lint bench clean
 
 PY := .venv/bin/python
+LINT_PATHS := service worker cttv2_engine cttv2_cli sdk tests benchmarks scripts examples docker migrations
 
 demo: setup
 	$(PY) scripts/demo.py
 
 test: setup services
+	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m pytest -ra -q $(PYTEST_ARGS)
 
 setup:
@@ -18,7 +20,7 @@ services:
 	scripts/services.sh
 
 lint: setup
-	$(PY) -m ruff check service worker cttv2_engine cttv2_cli sdk tests benchmarks
+	$(PY) -m ruff check $(LINT_PATHS)
 
 bench: setup services
 	$(PY) benchmarks/engine.py

@@ -74,7 +74,8 @@ def connection(fn: Callable) -> Callable:
     """--url and --token on a command, turned into a `client` argument."""
 
     @click.option("--url", default=None, metavar="URL", help="server URL (default: $CTTV2_URL or the login config)")
-    @click.option("--token", default=None, metavar="TOKEN", help="API token (default: $CTTV2_TOKEN or the login config)")
+    @click.option("--token", default=None, metavar="TOKEN",
+                  help="API token (default: $CTTV2_TOKEN or the login config)")
     @functools.wraps(fn)
     def wrapper(*args: Any, url: str | None, token: str | None, **kwargs: Any) -> Any:
         with Client(url, token) as client:

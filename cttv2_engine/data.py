@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from cttv2_engine.errors import DataError
+from cttv2_engine.semantics import select_classes
 from cttv2_engine.spec import DataSpec
 
 # timm's Swin models are trained with ImageNet statistics; use them for every dataset so a
@@ -57,7 +58,7 @@ def load_dataset(spec: DataSpec, data_dir: Path, img_size: int) -> Dataset:
     else:
         (xtr, ytr), (xte, yte), names = _imagefolder(Path(data_dir), spec.name or "", img_size)
 
-    chosen = select_classes(names, spec)
+    chosen = select_classes(names, spec, error=DataError)
     if len(chosen) < 2:
         raise DataError(f"{spec.dataset} has fewer than 2 classes", field="data")
     train = _subset(xtr, ytr, chosen, spec.train_per_class)
@@ -66,39 +67,6 @@ def load_dataset(spec: DataSpec, data_dir: Path, img_size: int) -> Dataset:
         if len(split) == 0:
             raise DataError(f"the {split_name} split has no images for the chosen classes", field="data")
     return Dataset(train, test, [names[i] for i in chosen])
-
-
-def select_classes(names: list[str], spec: DataSpec) -> list[int]:
-    """Indices into ``names`` in the order the new labels 0..K-1 take."""
-    if spec.num_classes is not None:
-        if spec.num_classes > len(names):
-            raise DataError(
-                f"asks for {spec.num_classes} classes; {spec.dataset} has {len(names)}",
-                field="data.num_classes",
-            )
-        return list(range(spec.num_classes))
-    if spec.classes is None:
-        return list(range(len(names)))
-    chosen: list[int] = []
-    for item in spec.classes:
-        if isinstance(item, int):
-            if item >= len(names):
-                raise DataError(
-                    f"class index {item} is out of range ({spec.dataset} has {len(names)} classes)",
-                    field="data.classes",
-                )
-            idx = item
-        elif item in names:
-            idx = names.index(item)
-        else:
-            shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
-            raise DataError(f"unknown class {item!r}; known: {shown}", field="data.classes")
-        if idx in chosen:
-            raise DataError(f"class {item!r} is listed twice", field="data.classes")
-        chosen.append(idx)
-    if len(chosen) < 2:
-        raise DataError("choose at least 2 classes", field="data.classes")
-    return chosen
 
 
 def _subset(x: np.ndarray, y: np.ndarray, chosen: list[int], per_class: int | None) -> Split:

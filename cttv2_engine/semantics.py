@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from cttv2_engine import registry
-from cttv2_engine.errors import SpecError
-from cttv2_engine.spec import JobSpec
+from cttv2_engine.errors import EngineError, SpecError
+from cttv2_engine.spec import DataSpec, JobSpec
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -48,30 +48,67 @@ def validate_spec_semantics(spec: JobSpec | dict[str, Any]) -> JobSpec:
 
     names = KNOWN_CLASSES.get(spec.data.dataset)
     if names is not None:
-        if spec.data.num_classes is not None and spec.data.num_classes > len(names):
-            raise SpecError(
-                f"{spec.data.dataset} has {len(names)} classes, not {spec.data.num_classes}",
-                field="data.num_classes",
-            )
-        seen: set[int] = set()
-        for item in spec.data.classes or []:
-            if isinstance(item, int):
-                if item >= len(names):
-                    raise SpecError(
-                        f"class index {item} is out of range ({spec.data.dataset} has "
-                        f"{len(names)} classes)",
-                        field="data.classes",
-                    )
-                idx = item
-            elif item in names:
-                idx = names.index(item)
-            else:
-                raise SpecError(f"{spec.data.dataset} has no class {item!r}", field="data.classes")
-            if idx in seen:
-                raise SpecError(f"class {item!r} is listed twice", field="data.classes")
-            seen.add(idx)
-        if spec.data.classes is not None and len(seen) < 2:
-            raise SpecError("choose at least 2 classes", field="data.classes")
+        select_classes(list(names), spec.data, error=SpecError)
     elif spec.data.classes is not None and len(spec.data.classes) < 2:
         raise SpecError("choose at least 2 classes", field="data.classes")
     return spec
+
+
+def select_classes(names: list[str], data: DataSpec, error: type[EngineError] = SpecError) -> list[int]:
+    """Indices into ``names`` in the order the new labels 0..K-1 take: the first
+    ``num_classes``, the listed ``classes`` (names or indices), or all. The API checks a
+    dataset whose class names are known at submit (error=SpecError); the loader checks every
+    dataset once its names are read (error=DataError)."""
+    if data.num_classes is not None:
+        if data.num_classes > len(names):
+            raise error(f"asks for {data.num_classes} classes; {data.dataset} has {len(names)}",
+                        field="data.num_classes")
+        return list(range(data.num_classes))
+    if data.classes is None:
+        return list(range(len(names)))
+    chosen: list[int] = []
+    for item in data.classes:
+        if isinstance(item, int):
+            if item >= len(names):
+                raise error(f"class index {item} is out of range ({data.dataset} has "
+                            f"{len(names)} classes)", field="data.classes")
+            idx = item
+        elif item in names:
+            idx = names.index(item)
+        else:
+            shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+            raise error(f"{data.dataset} has no class {item!r}; known: {shown}", field="data.classes")
+        if idx in chosen:
+            raise error(f"class {item!r} is listed twice", field="data.classes")
+        chosen.append(idx)
+    if len(chosen) < 2:
+        raise error("choose at least 2 classes", field="data.classes")
+    return chosen
+
+
+# A checkpoint may continue under a spec that differs only here: "train further" asks for more
+# epochs (the lr schedule then spans the new length, from the step reached).
+RESUMABLE_CHANGES = ("name", "training.epochs", "training.eval_every")
+
+
+def resume_differences(checkpoint_spec: JobSpec | dict[str, Any], spec: JobSpec | dict[str, Any]) -> list[str]:
+    """Dotted paths where `spec` differs from the spec a checkpoint was written for, other
+    than RESUMABLE_CHANGES. Empty: the checkpoint can be resumed under `spec`."""
+    old = _as_dict(checkpoint_spec)
+    new = _as_dict(spec)
+    return [path for path in _diff(old, new, "") if path not in RESUMABLE_CHANGES]
+
+
+def _as_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(spec, JobSpec):
+        spec = JobSpec.model_validate(spec)
+    return spec.model_dump(mode="json")
+
+
+def _diff(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if a == b else [prefix or "spec"]

@@ -25,7 +25,7 @@ from cttv2_engine.build import TrainModel, build_train_model
 from cttv2_engine.data import batches_per_epoch, load_dataset, to_model_input, train_batches
 from cttv2_engine.errors import CheckpointError, DataError
 from cttv2_engine.hardware import select_device
-from cttv2_engine.semantics import validate_spec_semantics
+from cttv2_engine.semantics import RESUMABLE_CHANGES, resume_differences, validate_spec_semantics
 from cttv2_engine.spec import JobSpec
 from cttv2_engine.types import Callbacks, NullCallbacks, Progress, RunContext, RunResult
 from cttv2_engine.weights import evaluate_split, save_final_weights
@@ -223,7 +223,12 @@ def _load_resume_state(path: Path | str, spec: JobSpec) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint {Path(path).name}: {exc}") from None
     if state.get("spec_hash") != spec.spec_hash():
-        raise CheckpointError("the checkpoint was written for a different spec")
+        changed = resume_differences(state.get("spec") or {}, spec)
+        if changed:
+            raise CheckpointError(
+                "the checkpoint was written for a different spec (differs in "
+                f"{', '.join(changed)}; only {', '.join(RESUMABLE_CHANGES)} may change)"
+            )
     return state
 
 
@@ -274,7 +279,11 @@ def _finish(workdir: Path, status: str, spec: JobSpec, history: list, best: dict
         weights_path=weights_path,
         environment=environment(spec, hardware, context, tm),
     )
-    _write_json(workdir / "result.json", asdict(result))
+    # The file is for users: the weights path relative to the job's folder, not the server's.
+    _write_json(workdir / "result.json", {
+        **asdict(result),
+        "weights_path": weights_path.name if weights_path is not None else None,
+    })
     if status == "completed":
         acc_text = f"{100 * final['test_accuracy']:.2f}%" if "test_accuracy" in final else "n/a"
         cb.on_log(f"done: test accuracy {acc_text} in {final['wall_s']:.1f} s")

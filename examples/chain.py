@@ -1,7 +1,7 @@
 """Pretrain -> fine-tune: train a model digitally, then fine-tune its weights with an analog
 algorithm (and digitally, for comparison), against a running cttv2 server.
 
-    python examples/chain.py                                   # the study: Swin-T, CIFAR-10 -> CIFAR-100 subset (GPU-sized)
+    python examples/chain.py          # the study: Swin-T, CIFAR-10 -> CIFAR-100 subset (GPU-sized)
     python examples/chain.py --pretrain examples/demo-pretrain.yaml --finetune examples/demo-job.yaml   # CPU-sized
 
 Connects with $CTTV2_URL / $CTTV2_TOKEN or `cttv2 login`'s config. --set PATH=VALUE changes a

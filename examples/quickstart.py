@@ -33,7 +33,7 @@ print(f"submitted job {job.id}")
 try:
     job = client.jobs.wait(job.id, timeout=1800)
 except JobFailed as exc:
-    raise SystemExit(f"the job failed: {exc.job.error.message}")
+    raise SystemExit(f"the job failed: {exc.job.error.message}") from None
 print(f"test accuracy {100 * job.result.test_accuracy:.1f}% in {job.result.wall_s:.0f} s")
 
 # %% metrics: a DataFrame with pandas (pip install 'cttv2-client[pandas]'), else plain series

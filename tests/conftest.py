@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 # One thread per test process: the suite runs on 2 cores, beside the workers it starts.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -14,13 +14,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 @pytest.fixture(scope="module", params=["embedded", "postgres"])
 def stack(request, tmp_path_factory):
     """API + one worker, on the embedded default and on PostgreSQL + Redis."""
-    s = Stack.create(request.param, tmp_path_factory.mktemp(f"stack-{request.param}"))
-    try:
-        s.start_api()
-        s.start_worker()
+    with running_stack(request.param, tmp_path_factory.mktemp(f"stack-{request.param}")) as s:
         yield s
-    finally:
-        s.destroy()
 
 
 @pytest.fixture

@@ -271,7 +271,8 @@ def _resume_point(settings: Settings, job: Job) -> Path | None:
     if own.exists():
         return own
     if job.resume_from:
-        src = job_dir(settings, int(job.resume_from["job"])) / "checkpoints" / f"{job.resume_from.get('checkpoint', 'latest')}.pt"
+        checkpoint = job.resume_from.get("checkpoint", "latest")
+        src = job_dir(settings, int(job.resume_from["job"])) / "checkpoints" / f"{checkpoint}.pt"
         if not src.exists():
             raise JobInputError(f"resume_from: job {job.resume_from['job']} has no {src.name} checkpoint")
         return src

@@ -45,7 +45,8 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("cursor: not a cursor this API returned", fields=[{"field": "cursor", "message": "invalid cursor"}]) from None
+        raise Invalid("cursor: not a cursor this API returned",
+                      fields=[{"field": "cursor", "message": "invalid cursor"}]) from None
 
 
 def paginate(session, stmt: Select, id_column, params: PageParams) -> tuple[list, str | None]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cttv2_engine.semantics import RESUMABLE_CHANGES, resume_differences
 from cttv2_engine.spec import JobRef, JobSpec, WeightsRef
 from service.artifacts.models import Artifact
 from service.core.config import get_settings
@@ -39,11 +40,20 @@ def _has_artifact(session: Session, job_id: int, name: str) -> bool:
     ) is not None
 
 
-def check_resume_from(session: Session, user: User, ref: ResumeFrom) -> None:
-    _own_job(session, user, ref.job, "resume_from.job")
+def check_resume_from(session: Session, user: User, ref: ResumeFrom, spec: JobSpec) -> None:
+    """The checkpoint exists, and the new spec may continue it (the engine's rule: only the
+    name, the number of epochs and eval_every may change)."""
+    earlier = _own_job(session, user, ref.job, "resume_from.job")
     name = f"checkpoints/{ref.checkpoint}.pt"
     if not _has_artifact(session, ref.job, name):
         raise _invalid("resume_from.checkpoint", f"job {ref.job} has no {ref.checkpoint} checkpoint")
+    changed = resume_differences(earlier.spec, spec)
+    if changed:
+        raise _invalid(
+            "resume_from",
+            f"job {ref.job}'s checkpoint cannot continue under this spec: it differs in "
+            f"{', '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may change)",
+        )
 
 
 def check_pretrained(session: Session, user: User, spec: JobSpec) -> None:

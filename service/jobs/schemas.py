@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -20,7 +20,7 @@ def _device_kind(value: Any) -> str:
 
 
 DeviceInput = Annotated[
-    Union[Annotated[DeviceSpec, Tag("DeviceSpec")], Annotated[DeviceSpecRef, Tag("DeviceSpecRef")]],
+    Annotated[DeviceSpec, Tag("DeviceSpec")] | Annotated[DeviceSpecRef, Tag("DeviceSpecRef")],
     Discriminator(_device_kind),
 ]
 

@@ -16,8 +16,7 @@ from service.core.db import utcnow
 from service.core.errors import Conflict, Invalid, NotFound, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
-from service.jobs import limits
-from service.jobs import references
+from service.jobs import limits, references
 from service.jobs.events import add_event
 from service.jobs.models import Job
 from service.jobs.schemas import DeviceSpecRef, JobCreate
@@ -39,7 +38,7 @@ def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec
     data, device_spec_id = resolve_device(session, user, body)
     spec = validate_spec(session, user, data)
     if body.resume_from is not None:
-        references.check_resume_from(session, user, body.resume_from)
+        references.check_resume_from(session, user, body.resume_from, spec)
     return spec, device_spec_id
 
 

@@ -89,7 +89,9 @@ def authenticate(session: Session, settings: Settings, token: str | None) -> Use
 
 # -- the admin API (/v1/admin/users) --------------------------------------------------------
 
-def create_user_api(session: Session, settings: Settings, name: str, *, is_admin: bool) -> tuple[User, tuple[ApiToken, str]]:
+def create_user_api(
+    session: Session, settings: Settings, name: str, *, is_admin: bool
+) -> tuple[User, tuple[ApiToken, str]]:
     if session.scalar(select(User).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} exists already", code="user_exists")
     user = User(name=name, is_admin=is_admin)

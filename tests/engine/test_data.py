@@ -116,7 +116,7 @@ def test_digits_split_and_subsets():
     capped = load_dataset(DataSpec(dataset="digits", num_classes=3, train_per_class=10,
                                    test_per_class=4), Path("."), 32)
     assert len(capped.train) == 30 and len(capped.test) == 12
-    with pytest.raises(DataError, match="unknown class"):
+    with pytest.raises(DataError, match="has no class"):
         load_dataset(DataSpec(dataset="digits", classes=["five", "1"]), Path("."), 32)
 
 

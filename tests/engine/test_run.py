@@ -131,16 +131,39 @@ def build_reference_untrained(spec: JobSpec) -> dict:
     return build_model(spec.model.arch, None, 3).state_dict()
 
 
-def test_resume_refuses_a_checkpoint_of_another_spec(tmp_path, context):
+def test_resume_trains_further_but_refuses_a_checkpoint_of_another_spec(tmp_path, context):
     spec = JobSpec.model_validate(tiny_spec(training={"epochs": 1}))
-    run(spec, workdir=tmp_path / "a", context=context)
-    other = JobSpec.model_validate(tiny_spec(training={"epochs": 2}))
-    with pytest.raises(CheckpointError, match="different spec"):
-        run(other, workdir=tmp_path / "b", context=context,
-            resume_from=tmp_path / "a" / "checkpoints" / "latest.pt")
+    first = run(spec, workdir=tmp_path / "a", context=context)
+    latest = tmp_path / "a" / "checkpoints" / "latest.pt"
+
+    # Train further: more epochs (and another name) continue from the step reached.
+    further = JobSpec.model_validate(tiny_spec(name="further", training={"epochs": 2}))
+    rec = Recorder()
+    more = run(further, workdir=tmp_path / "b", context=context, callbacks=rec, resume_from=latest)
+    assert more.status == "completed" and [h["epoch"] for h in more.history] == [1, 2]
+    assert more.history[0] == first.history[0]  # epoch 1 comes from the checkpoint, untouched
+    assert [e for _, e, _ in rec.metrics] == [2]  # only the new epoch is trained and reported
+    assert rec.metrics[0][0] == 2 * first.history[0]["step"]
+
+    # Anything else that changed would silently mix two experiments: refused, naming it.
+    other = JobSpec.model_validate(tiny_spec(training={"epochs": 1, "lr": 0.5}))
+    with pytest.raises(CheckpointError, match=r"differs in training\.lr"):
+        run(other, workdir=tmp_path / "c", context=context, resume_from=latest)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        run(spec, workdir=tmp_path / "c", context=context, resume_from=tmp_path / "junk.pt")
+        run(spec, workdir=tmp_path / "d", context=context, resume_from=tmp_path / "junk.pt")
+
+
+def test_resume_differences_name_what_may_not_change():
+    from cttv2_engine.semantics import resume_differences
+
+    base = tiny_spec(training={"epochs": 1})
+    assert resume_differences(base, tiny_spec(name="x", training={"epochs": 5, "eval_every": 2})) == []
+    assert resume_differences(base, tiny_spec(training={"epochs": 1, "batch_size": 8})) == [
+        "training.batch_size"]
+    changed = tiny_spec(training={"epochs": 1})
+    changed["device"] = {**changed.get("device", {}), "dw_min": 0.05}
+    assert resume_differences(base, changed) == ["device.dw_min"]
 
 
 def test_checkpoint_keeps_every_tile_state_under_realistic_noise(tmp_path, context):

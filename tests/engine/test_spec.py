@@ -59,7 +59,8 @@ def test_light_modules_import_without_torch():
 def test_out_of_range_and_unknown_fields_are_rejected_naming_the_field(bad, loc):
     with pytest.raises(ValidationError) as info:
         JobSpec.model_validate(bad)
-    assert any(l == loc or l.startswith(loc) for l in _error_locs(info.value)), _error_locs(info.value)
+    locs = _error_locs(info.value)
+    assert any(got == loc or got.startswith(loc) for got in locs), locs
 
 
 def test_family_knob_compatibility():

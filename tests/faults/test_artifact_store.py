@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.specs import TINY_CTTV2, TINY_FP, spec
-from tests.support.stack import Stack, wait_for_job
+from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -23,13 +23,8 @@ QUICK = spec(TINY_FP, **{"training.epochs": 1, "data.classes": [0, 1], "data.tra
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack.create("postgres", tmp_path_factory.mktemp("faults-store"))
-    try:
-        s.start_api()
-        s.start_worker()
+    with running_stack("postgres", tmp_path_factory.mktemp("faults-store")) as s:
         yield s
-    finally:
-        s.destroy()
 
 
 @pytest.fixture(scope="module")

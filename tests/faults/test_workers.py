@@ -19,7 +19,7 @@ from tests.support.faults import (
     wait_checkpointed_and_running,
     wait_until,
 )
-from tests.support.stack import FAST_PROTOCOL, Stack, wait_for_job
+from tests.support.stack import FAST_PROTOCOL, Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -33,15 +33,9 @@ REAP_BOUND_S = HEARTBEAT_TIMEOUT_S + 2 * MAINTENANCE_INTERVAL_S + 10
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack.create("postgres", tmp_path_factory.mktemp("faults-workers"),
-                     {"CTTV2_MAX_ATTEMPTS": str(MAX_ATTEMPTS)})
-    try:
-        s.start_api()
-        s.start_worker()
-        s.start_worker()
+    with running_stack("postgres", tmp_path_factory.mktemp("faults-workers"),
+                       {"CTTV2_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}, workers=2) as s:
         yield s
-    finally:
-        s.destroy()
 
 
 @pytest.fixture(scope="module")

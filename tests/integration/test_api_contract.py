@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.asserts import assert_error
 from tests.support.specs import TINY_FP, spec
 
 
@@ -17,14 +18,6 @@ def bob(stack):
     return stack.client(stack.create_user())
 
 
-def assert_error_shape(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert isinstance(body["error"]["code"], str) and isinstance(body["error"]["message"], str)
-    if code:
-        assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def test_health_ready_version(stack):
@@ -46,9 +39,9 @@ def test_every_v1_route_needs_a_token(stack):
         for name in ("job_id", "spec_id", "sweep_id", "name", "weights_id"):
             url = url.replace(name, "1")
         r = c.request(method.upper(), url)
-        assert_error_shape(r, 401, "unauthorized")
+        assert_error(r, 401, "unauthorized")
         r = c.request(method.upper(), url, headers={"Authorization": "Bearer cttv2_wrong"})
-        assert_error_shape(r, 401, "unauthorized")
+        assert_error(r, 401, "unauthorized")
 
 
 def test_operation_ids_are_stable(stack):
@@ -73,21 +66,21 @@ def test_operation_ids_are_stable(stack):
     ],
 )
 def test_bad_bodies_are_422_naming_the_field(alice, body, field):
-    err = assert_error_shape(alice.post("/v1/jobs", json=body), 422, "validation_error")
+    err = assert_error(alice.post("/v1/jobs", json=body), 422, "validation_error")
     names = [f["field"] for f in err["fields"]]
     assert any(n == field or n.startswith(field) for n in names), names
 
 
 def test_malformed_json_is_422(alice):
     r = alice.post("/v1/jobs", content=b'{"algorithm": ', headers={"Content-Type": "application/json"})
-    err = assert_error_shape(r, 422, "validation_error")
+    err = assert_error(r, 422, "validation_error")
     assert err["fields"][0]["field"] == "body"
 
 
 def test_huge_ids_are_422_not_500(alice):
-    assert_error_shape(alice.get("/v1/jobs/99999999999999999"), 422)
-    assert_error_shape(alice.get("/v1/jobs/0"), 422)
-    assert_error_shape(alice.get("/v1/jobs?cursor=%%%"), 422)
+    assert_error(alice.get("/v1/jobs/99999999999999999"), 422)
+    assert_error(alice.get("/v1/jobs/0"), 422)
+    assert_error(alice.get("/v1/jobs?cursor=%%%"), 422)
 
 
 def test_users_see_only_their_own(alice, bob):
@@ -98,11 +91,11 @@ def test_users_see_only_their_own(alice, bob):
     assert dev.status_code == 201, dev.text
     did = dev.json()["id"]
     assert alice.get(f"/v1/jobs/{jid}").status_code == 200
-    assert_error_shape(bob.get(f"/v1/jobs/{jid}"), 404, "not_found")
-    assert_error_shape(bob.post(f"/v1/jobs/{jid}/cancel"), 404, "not_found")
-    assert_error_shape(bob.get(f"/v1/device-specs/{did}"), 404, "not_found")
-    assert_error_shape(bob.delete(f"/v1/device-specs/{did}"), 404, "not_found")
-    assert_error_shape(bob.post("/v1/jobs", json=spec(TINY_FP, device={"id": did})), 404, "not_found")
+    assert_error(bob.get(f"/v1/jobs/{jid}"), 404, "not_found")
+    assert_error(bob.post(f"/v1/jobs/{jid}/cancel"), 404, "not_found")
+    assert_error(bob.get(f"/v1/device-specs/{did}"), 404, "not_found")
+    assert_error(bob.delete(f"/v1/device-specs/{did}"), 404, "not_found")
+    assert_error(bob.post("/v1/jobs", json=spec(TINY_FP, device={"id": did})), 404, "not_found")
     assert jid not in [j["id"] for j in bob.get("/v1/jobs").json()["items"]]
 
 
@@ -114,7 +107,7 @@ def test_idempotent_submit(alice):
     assert again.json()["id"] == first.json()["id"]
     assert again.headers.get("Idempotent-Replayed") == "true"
     other = alice.post("/v1/jobs", json=spec(TINY_FP, name="other"), headers=key)
-    assert_error_shape(other, 409, "idempotency_key_reused")
+    assert_error(other, 409, "idempotency_key_reused")
 
 
 def test_device_spec_by_id_is_snapshotted_and_delete_is_refused_while_used(alice):
@@ -128,7 +121,7 @@ def test_device_spec_by_id_is_snapshotted_and_delete_is_refused_while_used(alice
     # Hold the job in the queue: the worker may already be running it, so cancel first if needed.
     status = alice.get(f"/v1/jobs/{job['id']}").json()["status"]
     if status in ("queued", "running"):
-        assert_error_shape(alice.delete(f"/v1/device-specs/{dev['id']}"), 409, "conflict")
+        assert_error(alice.delete(f"/v1/device-specs/{dev['id']}"), 409, "conflict")
     alice.post(f"/v1/jobs/{job['id']}/cancel")
 
 
@@ -148,4 +141,4 @@ def test_list_jobs_paginates_with_a_cursor_and_filters(alice):
     assert set(ids) <= set(seen)
     cancelled = alice.get("/v1/jobs", params={"status": "cancelled", "limit": 500}).json()["items"]
     assert {j["status"] for j in cancelled} == {"cancelled"} and set(ids) <= {j["id"] for j in cancelled}
-    assert_error_shape(alice.get("/v1/jobs", params={"status": "bogus"}), 422)
+    assert_error(alice.get("/v1/jobs", params={"status": "bogus"}), 422)

@@ -248,12 +248,27 @@ def test_resume_from_and_pretrained_job(rstack, finished, alice, bob):
     assert_error(alice.post("/v1/jobs", json=spec(tune, **{"model.pretrained": {"job": unfinished["id"]}})),
                  422, "model.pretrained.job")
     assert_error(alice.post("/v1/jobs", json={**a["spec"], "resume_from": {"job": 2_000_000}}), 422, "resume_from.job")
+    # Train further: more epochs may continue A's checkpoint; another lr may not.
+    epochs = a["spec"]["training"]["epochs"]
+    further = alice.post("/v1/jobs", json={**a["spec"], "name": "further",
+                                           "training": {**a["spec"]["training"], "epochs": epochs + 1},
+                                           "resume_from": {"job": a["id"]}})
+    assert further.status_code == 201, further.text
+    other_lr = {**a["spec"]["training"], "lr": 0.123}
+    err = assert_error(alice.post("/v1/jobs", json={**a["spec"], "training": other_lr,
+                                                    "resume_from": {"job": a["id"]}}), 422, "resume_from")
+    assert "training.lr" in err["message"]
 
     done = wait_for_job(alice, resumed.json()["id"], timeout=120, stack=rstack)
     assert done["status"] == "succeeded", done
     logs = alice.get(f"/v1/jobs/{done['id']}/logs").json()["lines"]
     assert any(f"resuming from jobs/{a['id']}/checkpoints/latest.pt" in line for line in logs), logs
     assert done["result"]["test_accuracy"] == pytest.approx(a["result"]["test_accuracy"])
+
+    done = wait_for_job(alice, further.json()["id"], timeout=120, stack=rstack)
+    assert done["status"] == "succeeded", done
+    assert [h["epoch"] for h in done["result"]["history"]] == list(range(1, epochs + 2))
+    assert done["progress"]["epochs"] == epochs + 1
 
     done = wait_for_job(alice, tuned.json()["id"], timeout=120, stack=rstack)
     assert done["status"] == "succeeded", done

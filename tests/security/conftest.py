@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 # Tight limits, so each can be crossed with a small request.
 LIMITS = {
@@ -24,27 +24,15 @@ PEPPER = f"pepper-{uuid.uuid4().hex}"
 
 @pytest.fixture(scope="package")
 def secure_stack(tmp_path_factory):
-    s = Stack.create("postgres", tmp_path_factory.mktemp("security"), {**LIMITS, "CTTV2_TOKEN_PEPPER": PEPPER})
-    s.env["CTTV2_DATABASE_URL"] = s.env["CTTV2_DATABASE_URL"].replace("postgres@", f"postgres:{DB_PASSWORD}@", 1)
-    assert DB_PASSWORD in s.env["CTTV2_DATABASE_URL"]
-    try:
-        s.start_api()
-        s.start_worker()
+    def with_password(s: Stack) -> None:
+        s.env["CTTV2_DATABASE_URL"] = s.env["CTTV2_DATABASE_URL"].replace("postgres@", f"postgres:{DB_PASSWORD}@", 1)
+        assert DB_PASSWORD in s.env["CTTV2_DATABASE_URL"]
+
+    with running_stack("postgres", tmp_path_factory.mktemp("security"),
+                       {**LIMITS, "CTTV2_TOKEN_PEPPER": PEPPER}, prepare=with_password) as s:
         yield s
-    finally:
-        s.destroy()
 
 
-def assert_error_shape(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, (r.status_code, r.text)
-    body = r.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert isinstance(err["code"], str) and isinstance(err["message"], str) and err["message"], body
-    assert set(err) <= {"code", "message", "fields"}, body
-    if code:
-        assert err["code"] == code, body
-    return err
 
 
 @pytest.fixture(scope="package")

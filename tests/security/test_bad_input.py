@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.security.conftest import LIMITS, assert_error_shape
+from tests.security.conftest import LIMITS
+from tests.support.asserts import assert_error
 from tests.support.faults import wait_until
 from tests.support.specs import TINY_CTTV2, TINY_FP, spec
 from tests.support.stack import wait_for_job
@@ -29,7 +30,7 @@ def client(secure_stack, new_token):
 
 def test_request_body_limit(client):
     big = {**TINY_FP, "name": "x" * (MAX_BODY + 10)}
-    err = assert_error_shape(client.post("/v1/jobs", json=big), 413, "payload_too_large")
+    err = assert_error(client.post("/v1/jobs", json=big), 413, "payload_too_large")
     assert "CTTV2_MAX_BODY_BYTES" in err["message"]
 
     def chunks():  # no Content-Length: counted as it arrives
@@ -39,7 +40,7 @@ def test_request_body_limit(client):
         yield b'"}'
 
     r = client.post("/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"})
-    assert_error_shape(r, 413, "payload_too_large")
+    assert_error(r, 413, "payload_too_large")
     # Under the limit, the same route still answers normally.
     assert client.post("/v1/jobs", json={**TINY_FP, "training": {"epochs": 0}}).status_code == 422
 
@@ -47,14 +48,14 @@ def test_request_body_limit(client):
 def test_upload_size_limit(client):
     # Multipart bodies (weights uploads) are held to CTTV2_MAX_UPLOAD_MB instead.
     files = {"file": ("w.safetensors", os.urandom(MAX_UPLOAD + 128 * 1024), "application/octet-stream")}
-    err = assert_error_shape(client.post("/v1/jobs", files=files), 413, "payload_too_large")
+    err = assert_error(client.post("/v1/jobs", files=files), 413, "payload_too_large")
     assert "CTTV2_MAX_UPLOAD_MB" in err["message"]
     small = {"file": ("w.safetensors", os.urandom(MAX_BODY * 2), "application/octet-stream")}
     assert client.post("/v1/jobs", files=small).status_code == 422  # past the JSON limit, under the upload one
     ops = {op["operationId"] for p in client.get("/openapi.json").json()["paths"].values() for op in p.values()}
     if "create_weights" in ops or "upload_weights" in ops:
         r = client.post("/v1/weights", data={"name": "big.safetensors", "arch": "swin_micro"}, files=files)
-        assert_error_shape(r, 413, "payload_too_large")
+        assert_error(r, 413, "payload_too_large")
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_upload_size_limit(client):
     ],
 )
 def test_job_spec_limits(client, overrides, field, setting):
-    err = assert_error_shape(client.post("/v1/jobs", json=spec(TINY_FP, **overrides)), 422, "limit_exceeded")
+    err = assert_error(client.post("/v1/jobs", json=spec(TINY_FP, **overrides)), 422, "limit_exceeded")
     assert [f["field"] for f in err["fields"]] == [field] and setting in err["message"]
 
 
@@ -79,7 +80,7 @@ def test_sweep_grid_limit(client):
     grid = {"training.lr": [0.001 * (i + 1) for i in range(int(LIMITS["CTTV2_MAX_SWEEP_JOBS"]) + 1)]}
     r = client.post("/v1/sweeps", json={"base": TINY_FP, "grid": grid, "seeds": [0], "baseline": False})
     assert 400 <= r.status_code < 500
-    assert_error_shape(r, r.status_code)
+    assert_error(r, r.status_code)
     assert "CTTV2_MAX_SWEEP_JOBS" in r.text or LIMITS["CTTV2_MAX_SWEEP_JOBS"] in r.text
 
 
@@ -95,7 +96,7 @@ def test_active_jobs_per_user_429_with_retry_after(secure_stack, new_token):
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
         r = c.post("/v1/jobs", json=slow)
-        err = assert_error_shape(r, 429, "too_many_active_jobs")
+        err = assert_error(r, 429, "too_many_active_jobs")
         assert int(r.headers["Retry-After"]) > 0 and str(limit) in err["message"]
         replay = c.post("/v1/jobs", json=slow, headers={"Idempotency-Key": "hold-0"})
         assert replay.status_code == 201 and replay.json()["id"] == ids[0]  # a replay is not a new job
@@ -131,7 +132,7 @@ def test_active_jobs_per_user_429_with_retry_after(secure_stack, new_token):
     ],
 )
 def test_no_user_path_or_class_name_is_accepted(client, overrides, field):
-    err = assert_error_shape(client.post("/v1/jobs", json=spec(TINY_FP, **overrides)), 422, "validation_error")
+    err = assert_error(client.post("/v1/jobs", json=spec(TINY_FP, **overrides)), 422, "validation_error")
     assert any(f["field"] == field or f["field"].startswith(field + ".") for f in err["fields"]), err
 
 
@@ -173,13 +174,13 @@ def test_a_pickle_with_code_is_refused_without_running_it(secure_stack, client):
 
 
 def test_malformed_requests_get_the_error_shape(client):
-    assert_error_shape(client.post("/v1/jobs", content=b"\xff\xfe", headers={"Content-Type": "application/json"}), 422)
-    assert_error_shape(client.post("/v1/jobs", content=b"{}", headers={"Content-Type": "text/plain"}), 422)
-    assert_error_shape(client.get("/v1/jobs", params={"limit": "many"}), 422)
-    assert_error_shape(client.get("/v1/jobs", params={"cursor": "x" * 500}), 422)
-    assert_error_shape(client.get("/v1/nowhere"), 404, "not_found")
-    assert_error_shape(client.request("PATCH", "/v1/jobs"), 405, "method_not_allowed")
+    assert_error(client.post("/v1/jobs", content=b"\xff\xfe", headers={"Content-Type": "application/json"}), 422)
+    assert_error(client.post("/v1/jobs", content=b"{}", headers={"Content-Type": "text/plain"}), 422)
+    assert_error(client.get("/v1/jobs", params={"limit": "many"}), 422)
+    assert_error(client.get("/v1/jobs", params={"cursor": "x" * 500}), 422)
+    assert_error(client.get("/v1/nowhere"), 404, "not_found")
+    assert_error(client.request("PATCH", "/v1/jobs"), 405, "method_not_allowed")
     r = client.post("/v1/jobs", json=TINY_FP, headers={"Idempotency-Key": "k" * 500})
-    assert_error_shape(r, 422)
+    assert_error(r, 422)
     with httpx.Client(base_url=client.base_url, timeout=30) as raw:  # a header that is not Bearer
-        assert_error_shape(raw.get("/v1/jobs", headers={"Authorization": "Bearer"}), 401)
+        assert_error(raw.get("/v1/jobs", headers={"Authorization": "Bearer"}), 401)

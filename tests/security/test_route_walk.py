@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.security.conftest import assert_error_shape
+from tests.support.asserts import assert_error
 from tests.support.specs import TINY_FP, spec
 from tests.support.stack import wait_for_job
 
@@ -74,7 +74,7 @@ def test_every_v1_route_refuses_a_missing_wrong_or_revoked_token(secure_stack, o
         url = fill(path, values)
         for headers in ({}, {"Authorization": "Bearer cttv2_not-a-token"}, {"Authorization": f"Bearer {revoked}"},
                         {"Authorization": "Basic dXNlcjpwdw=="}):
-            assert_error_shape(anonymous.request(method, url, headers=headers), 401, "unauthorized")
+            assert_error(anonymous.request(method, url, headers=headers), 401, "unauthorized")
 
 
 def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new_token):
@@ -82,13 +82,13 @@ def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new
     owner, ids = owned
     other = s.client(new_token())
     walked = 0
-    for path, method, op in v1_routes(other):
+    for path, method, _ in v1_routes(other):
         if path.startswith("/v1/admin") or "{" not in path:
             continue
         url = fill(path, ids)
         r = other.request(method, url)
         assert r.status_code == 404, f"{method} {url} as another user: {r.status_code} {r.text[:300]}"
-        assert_error_shape(r, 404, "not_found")
+        assert_error(r, 404, "not_found")
         walked += 1
         if method == "GET":  # the object is real: its owner does get it
             assert owner.request(method, url).status_code != 404, f"{method} {url} as the owner"
@@ -108,7 +108,7 @@ def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new
         owner_id = ids["spec_id"] if field == "device" else ids["job_id"]
         theirs, nobodys = other.post("/v1/jobs", json=make(owner_id)), other.post("/v1/jobs", json=make(missing))
         assert theirs.status_code in (404, 422), (field, theirs.text)
-        err = assert_error_shape(theirs, nobodys.status_code, nobodys.json()["error"]["code"])
+        err = assert_error(theirs, nobodys.status_code, nobodys.json()["error"]["code"])
         assert err["message"].replace(str(owner_id), "N") == nobodys.json()["error"]["message"].replace(str(missing), "N")
     # ... and the owner's objects are untouched by all of that.
     assert owner.get(f"/v1/device-specs/{ids['spec_id']}").status_code == 200
@@ -125,7 +125,7 @@ def test_admin_routes_need_the_admin_role(secure_stack, admin, new_token):
     assert len(admin_routes) >= 7
     for path, method in admin_routes:
         url = fill(path, values)
-        assert_error_shape(user.request(method, url, json={}), 403, "forbidden")
+        assert_error(user.request(method, url, json={}), 403, "forbidden")
         if method == "GET":
             assert admin.request(method, url).status_code == 200, url
     assert s.client(target).get("/v1/jobs").status_code == 200  # the non-admin changed nothing

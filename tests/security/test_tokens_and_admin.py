@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from tests.security.conftest import PEPPER, assert_error_shape
+from tests.security.conftest import PEPPER
+from tests.support.asserts import assert_error
 
 pytestmark = [pytest.mark.postgres]
 
@@ -40,17 +41,17 @@ def test_expired_and_revoked_are_refused(secure_stack, admin):
     assert client.get("/v1/jobs").status_code == 200
 
     s.sql("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE prefix = :p", p=token[:12])
-    assert assert_error_shape(client.get("/v1/jobs"), 401, "unauthorized")["message"] == "API token expired"
+    assert assert_error(client.get("/v1/jobs"), 401, "unauthorized")["message"] == "API token expired"
 
     second = s.cli("admin", "create-token", name).stdout.strip().splitlines()[-1]
     assert s.client(second).get("/v1/jobs").status_code == 200
     assert s.cli("admin", "revoke-token", "--token", second).stdout.strip() == "revoked 1 token(s)"
-    assert assert_error_shape(s.client(second).get("/v1/jobs"), 401)["message"] == "API token revoked"
+    assert assert_error(s.client(second).get("/v1/jobs"), 401)["message"] == "API token revoked"
 
     third = admin.post(f"/v1/admin/users/{made['user']['id']}/tokens", json={"ttl_days": 1}).json()["token"]
     assert s.client(third).get("/v1/jobs").status_code == 200
     s.cli("admin", "revoke-token", "--user", name)
-    assert_error_shape(s.client(third).get("/v1/jobs"), 401)
+    assert_error(s.client(third).get("/v1/jobs"), 401)
 
 
 def test_admin_manages_users_and_tokens(secure_stack, admin):
@@ -62,8 +63,8 @@ def test_admin_manages_users_and_tokens(secure_stack, admin):
     assert made.json()["user"]["is_admin"] is False and first["token"].startswith("cttv2_")
     as_user = s.client(first["token"])
     assert as_user.get("/v1/jobs").status_code == 200
-    assert_error_shape(admin.post("/v1/admin/users", json={"name": name}), 409, "user_exists")
-    bad = assert_error_shape(admin.post("/v1/admin/users", json={"name": "../x"}), 422)
+    assert_error(admin.post("/v1/admin/users", json={"name": name}), 409, "user_exists")
+    bad = assert_error(admin.post("/v1/admin/users", json={"name": "../x"}), 422)
     assert bad["fields"][0]["field"] == "name"
 
     assert admin.get(f"/v1/admin/users/{user_id}").json()["name"] == name
@@ -85,16 +86,16 @@ def test_admin_manages_users_and_tokens(secure_stack, admin):
 
     revoked = admin.post(f"/v1/admin/users/{user_id}/tokens/{second.json()['id']}/revoke")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
-    assert_error_shape(s.client(second.json()["token"]).get("/v1/jobs"), 401)
+    assert_error(s.client(second.json()["token"]).get("/v1/jobs"), 401)
     assert as_user.get("/v1/jobs").status_code == 200  # the other token still works
 
     assert admin.post(f"/v1/admin/users/{user_id}/disable").json()["disabled_at"]
-    assert assert_error_shape(as_user.get("/v1/jobs"), 401)["message"] == "user disabled"
+    assert assert_error(as_user.get("/v1/jobs"), 401)["message"] == "user disabled"
     assert admin.post(f"/v1/admin/users/{user_id}/enable").json()["disabled_at"] is None
     assert as_user.get("/v1/jobs").status_code == 200
 
-    assert_error_shape(admin.post(f"/v1/admin/users/{user_id}/tokens/999999/revoke"), 404, "not_found")
-    assert_error_shape(admin.get("/v1/admin/users/999999"), 404, "not_found")
+    assert_error(admin.post(f"/v1/admin/users/{user_id}/tokens/999999/revoke"), 404, "not_found")
+    assert_error(admin.get("/v1/admin/users/999999"), 404, "not_found")
 
 
 def test_an_admin_cannot_lock_themselves_out(secure_stack, new_token):
@@ -103,4 +104,4 @@ def test_an_admin_cannot_lock_themselves_out(secure_stack, new_token):
     admin = s.client(token)
     prefix = token[:12]
     my_id = s.sql("SELECT user_id FROM api_tokens WHERE prefix = :p", p=prefix)[0][0]
-    assert_error_shape(admin.post(f"/v1/admin/users/{my_id}/disable"), 409, "cannot_disable_self")
+    assert_error(admin.post(f"/v1/admin/users/{my_id}/disable"), 409, "cannot_disable_self")

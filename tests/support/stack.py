@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,6 +240,23 @@ class Stack:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@contextmanager
+def running_stack(backend: str, root: Path, extra_env: dict[str, str] | None = None, *,
+                  workers: int = 1, prepare: Callable[[Stack], None] | None = None) -> Iterator[Stack]:
+    """A started stack (API + `workers` workers), destroyed on exit. `prepare` may change the
+    stack's env before anything starts."""
+    s = Stack.create(backend, root, extra_env)
+    try:
+        if prepare is not None:
+            prepare(s)
+        s.start_api()
+        for _ in range(workers):
+            s.start_worker()
+        yield s
+    finally:
+        s.destroy()
 
 
 def wait_for_job(client: httpx.Client, job_id: int, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.asserts import assert_error
 from tests.support.specs import TINY_CTTV2, spec
 
 GRID = {"algorithm": ["c-ttv2", "sgd"], "device.sp_skew": [0, 0.1]}
@@ -30,12 +31,6 @@ def bob(stack):
     return stack.client(stack.create_user())
 
 
-def error_of(r, status: int, code: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    err = r.json()["error"]
-    if code:
-        assert err["code"] == code, err
-    return err
 
 
 def wait_sweep_done(client, sweep_id: int, timeout: float, on_poll=None) -> dict:
@@ -83,7 +78,7 @@ def test_cancel_and_ownership(stack, alice, bob):
 
     for call in (lambda c: c.get(f"/v1/sweeps/{sid}"), lambda c: c.post(f"/v1/sweeps/{sid}/cancel"),
                  lambda c: c.get(f"/v1/sweeps/{sid}/report"), lambda c: c.get(f"/v1/sweeps/{sid}/jobs")):
-        error_of(call(bob), 404, "not_found")  # another user's sweep looks missing
+        assert_error(call(bob), 404, "not_found")  # another user's sweep looks missing
     assert sid not in [s["id"] for s in bob.get("/v1/sweeps").json()["items"]]
 
     cancelled = alice.post(f"/v1/sweeps/{sid}/cancel").json()
@@ -106,33 +101,33 @@ def test_bad_sweeps_are_rejected_whole(stack):
     def post(body):
         return carol.post("/v1/sweeps", json=body)
 
-    err = error_of(post({**STUDY, "grid": {"device.sp_skw": [0, 0.1]}}), 422, "validation_error")
+    err = assert_error(post({**STUDY, "grid": {"device.sp_skw": [0, 0.1]}}), 422, "validation_error")
     assert err["fields"][0]["field"] == "grid.device.sp_skw" and "no field 'sp_skw'" in err["message"]
 
-    err = error_of(post({**STUDY, "grid": {"algorithm": ["sgd"], "device.sp_skew": [0, 5]}}), 422)
+    err = assert_error(post({**STUDY, "grid": {"algorithm": ["sgd"], "device.sp_skew": [0, 5]}}), 422)
     assert err["fields"][0]["field"] == "grid.device.sp_skew"
     assert "value 5" in err["message"] and "less than or equal to 1" in err["message"]
 
     # Valid alone, invalid together: ConstantStep has no symmetry-point knobs.
     grid = {"device.family": ["SoftBoundsReference", "ConstantStep"], "device.sp_skew": [0.1]}
-    err = error_of(post({**STUDY, "grid": grid}), 422)
+    err = assert_error(post({**STUDY, "grid": grid}), 422)
     assert err["fields"][0]["field"] == "grid.device.family"
     assert "ConstantStep" in err["message"] and "sp_skew" in err["message"]
 
     # A check across the whole spec: named as the grid, with the point that fails it.
-    err = error_of(post({**STUDY, "grid": {"algorithm": ["c-ttv2", "sgd"], "device.transfer_noise": [0.1]}}), 422)
+    err = assert_error(post({**STUDY, "grid": {"algorithm": ["c-ttv2", "sgd"], "device.transfer_noise": [0.1]}}), 422)
     assert err["fields"][0]["field"] == "grid"
     assert "algorithm sgd has no transfer" in err["message"] and '"algorithm": "sgd"' in err["message"]
 
-    err = error_of(post({**STUDY, "grid": {"training.seed": [1, 2]}}), 422)
+    err = assert_error(post({**STUDY, "grid": {"training.seed": [1, 2]}}), 422)
     assert err["fields"][0]["field"] == "grid.training.seed"
 
     big = {"device.sp_skew": [i / 100 for i in range(30)], "device.sp_variability": [i / 100 for i in range(20)]}
-    err = error_of(post({**STUDY, "grid": big, "seeds": [0]}), 422, "sweep_too_large")
+    err = assert_error(post({**STUDY, "grid": big, "seeds": [0]}), 422, "sweep_too_large")
     assert "601 jobs" in err["message"] and "500" in err["message"]
     assert "CTTV2_MAX_SWEEP_JOBS" in err["message"]
 
-    err = error_of(post({**STUDY, "base": {**TINY_CTTV2, "resume_from": {"job": 1}}}), 422)
+    err = assert_error(post({**STUDY, "base": {**TINY_CTTV2, "resume_from": {"job": 1}}}), 422)
     assert err["fields"][0]["field"] == "base.resume_from"
 
     # Nothing was half-created.
@@ -155,7 +150,7 @@ def test_study_sweep_end_to_end(stack, alice):
     assert again.status_code == 201 and again.json()["id"] == sid
     assert again.headers["Idempotent-Replayed"] == "true"
     other = alice.post("/v1/sweeps", json={**STUDY, "seeds": [3]}, headers={"Idempotency-Key": key})
-    error_of(other, 409, "idempotency_key_reused")
+    assert_error(other, 409, "idempotency_key_reused")
 
     # Right after submit the report exists and says it is partial.
     early = alice.get(f"/v1/sweeps/{sid}/report")
