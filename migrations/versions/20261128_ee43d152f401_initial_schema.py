@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: ee43d152f401
-Revises: 
+Revises:
 Create Date: 2026-11-28 11:26:52.709243
 """
 
