@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.artifacts.paths import job_dir
 from service.core.config import Settings
 from service.jobs.models import Job, JobMetric
 from worker import artifacts
@@ -107,13 +108,13 @@ def write_curves(settings: Settings, job_id: int) -> bool:
     title = f"job {job.id}" + (f" ({job.name})" if job.name else "") + f": {job.algorithm}"
     if base is not None:
         title += f" vs digital baseline (job {base.id})"
-    render(Path(settings.artifact_dir) / "jobs" / str(job_id) / CURVES, series, baseline, title)
+    render(job_dir(settings.artifact_dir, job_id) / CURVES, series, baseline, title)
     return base is not None
 
 
 def _redraw_and_register(settings: Settings, job_id: int) -> None:
     write_curves(settings, job_id)
-    root = Path(settings.artifact_dir) / "jobs" / str(job_id)
+    root = job_dir(settings.artifact_dir, job_id)
     info = artifacts.describe(root, root / CURVES, "plot")
     with_retry(lambda s: artifacts.upsert(s, job_id, info), what="register curves")
 

@@ -1,278 +1,36 @@
-"""One job, start to finish: claim it, run the engine, report, finish.
-
-The job row is the source of truth. A claim is one conditional UPDATE (queued -> running with
-a fresh lease token); every later write names that token, so a worker that lost its lease
-(reaped after a missed heartbeat, then claimed elsewhere) can no longer change the job.
-"""
+"""One job, start to finish: claim it, run the engine with a reporter and a heartbeat, then
+finish it (succeeded, failed with a reason, cancelled) or put it back in the queue."""
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import logging
-import threading
-import time
 import traceback
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
-from cttv2_engine.types import Progress, RunContext
+from cttv2_engine.types import RunContext
+from service.artifacts.paths import job_dir
 from service.core.config import Settings
 from service.core.db import utcnow
 from service.core.middleware import request_id_var
-from service.jobs.events import add_event
-from service.jobs.models import Job, JobLogLine
-from worker import artifacts, plots, shutdown
+from service.jobs.models import Job
+from worker import artifacts, plots
 from worker.db import RETRYABLE, with_retry
-from worker.metrics import upsert_metrics
+from worker.lease import Lease, LeaseLost, claim_job, finish, requeue
+from worker.reporter import Heartbeat, JobReporter
 from worker.weights import weights_dir_for
 
 log = logging.getLogger("cttv2.worker.runner")
 
-StopReason = Literal["cancelled", "shutdown", "lease_lost"]
-
-
-class LeaseLost(Exception):
-    """This worker no longer holds the job (reaped or cancelled elsewhere)."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    job_id: int
-    token: str
-    attempt: int
-    worker_id: str
-
-
-def job_dir(settings: Settings, job_id: int) -> Path:
-    return Path(settings.artifact_dir) / "jobs" / str(job_id)
-
-
-def claim_job(job_id: int, worker_id: str) -> Lease | None:
-    """queued -> running, or None when the job is not queued (a duplicate delivery, a
-    cancelled job, a job another worker holds)."""
-    token = uuid.uuid4().hex
-
-    def _claim(session: Session) -> Lease | None:
-        now = utcnow()
-        claimed = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
-            .values(
-                status="running",
-                attempt=Job.attempt + 1,
-                lease_token=token,
-                worker_id=worker_id,
-                heartbeat_at=now,
-                started_at=func.coalesce(Job.started_at, now),
-                updated_at=now,
-            )
-        ).rowcount
-        if claimed != 1:
-            return None
-        attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))
-        add_event(session, job_id, "status", {"status": "running", "attempt": attempt, "worker": worker_id})
-        return Lease(job_id, token, attempt, worker_id)
-
-    return with_retry(_claim, what="claim")
-
-
-def _fence(session: Session, lease: Lease, **values: Any) -> None:
-    """Touch the job under its lease inside the current transaction, or raise LeaseLost. On
-    PostgreSQL the row stays locked until commit, so the reaper cannot interleave."""
-    now = utcnow()
-    values.setdefault("updated_at", now)
-    values.setdefault("heartbeat_at", now)  # any write under the lease shows the worker is alive
-    n = session.execute(
-        update(Job)
-        .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.status == "running")
-        .values(**values)
-    ).rowcount
-    if n != 1:
-        raise LeaseLost(f"job {lease.job_id}: lease {lease.token[:8]} lost")
-
-
-class JobReporter:
-    """The engine's callbacks, written to the database under the lease."""
-
-    PROGRESS_EVERY_S = 1.0
-
-    def __init__(self, settings: Settings, lease: Lease) -> None:
-        self.settings = settings
-        self.lease = lease
-        self.stop_reason: StopReason | None = None
-        self._last_progress = 0.0
-        self._log_seq = with_retry(
-            lambda s: (s.scalar(select(func.max(JobLogLine.seq)).where(JobLogLine.job_id == lease.job_id)) or -1) + 1,
-            what="log seq",
-        )
-        self._lock = threading.Lock()
-
-    # -- writes ---------------------------------------------------------------------------
-    def _write(self, what: str, fn=None, **job_values: Any) -> None:
-        """One transaction under the lease. Raises LeaseLost when another worker (or the
-        reaper) took the job: the engine then stops at once, before writing another file."""
-        self._check_lease()
-
-        def tx(session: Session) -> None:
-            _fence(session, self.lease, **job_values)
-            if fn is not None:
-                fn(session)
-
-        try:
-            with self._lock:
-                # Retry at least once per heartbeat interval: when the database is back, the
-                # lease is re-asserted well before the reaper would act (see maintenance).
-                with_retry(tx, deadline_s=self.settings.db_retry_deadline_s, what=what,
-                           max_delay_s=self.settings.heartbeat_interval_s)
-        except LeaseLost:
-            self.stop_reason = "lease_lost"
-            raise
-
-    def _check_lease(self) -> None:
-        if self.stop_reason == "lease_lost":
-            raise LeaseLost(f"job {self.lease.job_id}: lease {self.lease.token[:8]} lost")
-
-    def heartbeat(self) -> None:
-        """Refresh the lease; pick up a cancel request."""
-        def tx(session: Session) -> None:
-            _fence(session, self.lease, heartbeat_at=utcnow())
-            if session.scalar(select(Job.cancel_requested).where(Job.id == self.lease.job_id)):
-                self.stop_reason = self.stop_reason or "cancelled"
-
-        try:
-            with self._lock:
-                with_retry(tx, deadline_s=self.settings.heartbeat_interval_s, what="heartbeat")
-        except LeaseLost:
-            self.stop_reason = "lease_lost"
-        except Exception as exc:  # noqa: BLE001 - the next beat tries again
-            log.warning("heartbeat failed for job %s: %s", self.lease.job_id, str(exc).splitlines()[0])
-
-    # -- engine callbacks ---------------------------------------------------------------
-    def on_progress(self, progress: Progress) -> None:
-        now = time.monotonic()
-        last_step = progress.step >= progress.total_steps
-        if now - self._last_progress < self.PROGRESS_EVERY_S and not last_step:
-            return
-        self._last_progress = now
-        data = {
-            "epoch": progress.epoch,
-            "epochs": progress.epochs,
-            "step": progress.step,
-            "total_steps": progress.total_steps,
-            "images_per_s": round(progress.images_per_s, 2),
-            "eta_s": None if progress.eta_s is None else round(progress.eta_s, 1),
-            "updated_at": utcnow().isoformat(),
-        }
-        self._write("progress", lambda s: add_event(s, self.lease.job_id, "progress", data), progress=data)
-
-    def on_metrics(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
-        def tx(session: Session) -> None:
-            upsert_metrics(session, self.lease.job_id, step, epoch, metrics)
-            add_event(session, self.lease.job_id, "metrics", {"step": step, "epoch": epoch, "values": metrics})
-
-        self._write("metrics", tx)
-
-    def on_checkpoint(self, path: Path, kind: str) -> None:
-        self.register(path, "checkpoint")
-
-    def on_log(self, line: str) -> None:
-        log.info("job %s: %s", self.lease.job_id, line)
-
-        seq = self._log_seq
-
-        def tx(session: Session) -> None:
-            # Insert-or-ignore: a retry after a commit whose answer was lost must not fail.
-            insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-            session.execute(insert(JobLogLine).values(
-                job_id=self.lease.job_id, seq=seq, attempt=self.lease.attempt, line=line, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id", "seq"]))
-
-        self._write("log", tx)
-        self._log_seq += 1
-
-    def should_stop(self) -> bool:
-        self._check_lease()  # not a graceful stop: a stale worker must not write a checkpoint
-        if self.stop_reason is None and shutdown.requested():
-            self.stop_reason = "shutdown"
-        return self.stop_reason is not None
-
-    # -- artifacts ------------------------------------------------------------------------
-    def register(self, path: Path, kind: str) -> None:
-        root = job_dir(self.settings, self.lease.job_id)
-        info = artifacts.describe(root, path, kind)
-        self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
-
-
-class Heartbeat(threading.Thread):
-    def __init__(self, reporter: JobReporter, interval_s: float) -> None:
-        super().__init__(name=f"heartbeat-{reporter.lease.job_id}", daemon=True)
-        self.reporter = reporter
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._context = contextvars.copy_context()  # its log lines carry the job id too
-
-    def run(self) -> None:
-        self._context.run(self._beat)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.reporter.heartbeat()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def finish(lease: Lease, status: str, *, result: dict | None = None, error_code: str | None = None,
-           error: str | None = None, deadline_s: float = 600.0) -> bool:
-    def tx(session: Session) -> None:
-        now = utcnow()
-        _fence(session, lease, status=status, result=result, error_code=error_code, error=error,
-               finished_at=now, lease_token=None, heartbeat_at=now)
-        event: dict[str, Any] = {"status": status}
-        if error:
-            event["error"] = {"code": error_code, "message": error}
-        add_event(session, lease.job_id, "status", event)
-
-    try:
-        with_retry(tx, deadline_s=deadline_s, what="finish")
-        return True
-    except LeaseLost:
-        log.warning("job %s: lease lost before finishing as %s", lease.job_id, status)
-        return False
-
-
-def requeue(lease: Lease, reason: str) -> bool:
-    """running -> queued (a shutdown): the next claim resumes from the checkpoint."""
-    def tx(session: Session) -> None:
-        _fence(session, lease, status="queued", lease_token=None, worker_id=None, enqueued_at=None)
-        add_event(session, lease.job_id, "status", {"status": "queued", "reason": reason})
-
-    try:
-        with_retry(tx, what="requeue")
-    except LeaseLost:
-        return False
-    from service.core import queue
-
-    if queue.try_send(queue.RUN_JOB_TASK, lease.job_id):
-        with_retry(lambda s: s.execute(update(Job).where(Job.id == lease.job_id, Job.status == "queued")
-                                        .values(enqueued_at=utcnow())), what="stamp enqueue")
-    return True
-
 
 def _resume_point(settings: Settings, job: Job) -> Path | None:
-    own = job_dir(settings, job.id) / "checkpoints" / "latest.pt"
+    own = job_dir(settings.artifact_dir, job.id) / "checkpoints" / "latest.pt"
     if own.exists():
         return own
     if job.resume_from:
         checkpoint = job.resume_from.get("checkpoint", "latest")
-        src = job_dir(settings, int(job.resume_from["job"])) / "checkpoints" / f"{checkpoint}.pt"
+        src = job_dir(settings.artifact_dir, int(job.resume_from["job"])) / "checkpoints" / f"{checkpoint}.pt"
         if not src.exists():
             raise JobInputError(f"resume_from: job {job.resume_from['job']} has no {src.name} checkpoint")
         return src
@@ -319,7 +77,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
 
     job = with_retry(lambda s: s.get(Job, lease.job_id), what="load job")
     reporter.on_log(f"attempt {lease.attempt} on worker {lease.worker_id}")
-    workdir = job_dir(settings, job.id)
+    workdir = job_dir(settings.artifact_dir, job.id)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         artifacts.check_writable(workdir)
@@ -336,7 +94,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
             weights_dir=weights_dir_for(settings, job),
             device=settings.device,
             num_threads=settings.worker_threads,
-            job_weights=lambda other: job_dir(settings, other) / "weights.safetensors",
+            job_weights=lambda other: job_dir(settings.artifact_dir, other) / "weights.safetensors",
         )
         result = engine_run(spec, workdir=workdir, callbacks=reporter, resume_from=resume, context=context)
     except (LeaseLost, *RETRYABLE):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
+from service.artifacts.paths import job_dir
 from service.core.config import get_settings
 from service.core.errors import NotFound
 from service.jobs import service as jobs
@@ -16,7 +17,7 @@ from service.users.models import User
 
 
 def job_root(job_id: int) -> Path:
-    return Path(get_settings().artifact_dir) / "jobs" / str(job_id)
+    return job_dir(get_settings().artifact_dir, job_id)
 
 
 def list_for_job(session: Session, user: User, job_id: int) -> list[Artifact]:
