@@ -61,15 +61,8 @@ def run(
     workdir = Path(workdir)
     t_start = time.time()
 
-    threads = max(1, int(context.num_threads))
-    torch.set_num_threads(threads)
-    # aihwkit bundles its own OpenMP/OpenBLAS, which read these when first loaded (below).
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    hardware = select_device(context.device)
+    hardware = _use_hardware(context, cb)
     device = torch.device(hardware.device)
-    cb.on_log(f"device: {hardware.describe()}, torch threads: {torch.get_num_threads()}")
-
     state = _load_resume_state(resume_from, spec) if resume_from else None
     img_size = spec.model.input_size
     data = load_dataset(spec.data, Path(context.data_dir), img_size)
@@ -77,30 +70,8 @@ def run(
         raise CheckpointError("the dataset's classes changed since the checkpoint was written")
     cb.on_log(f"data: {spec.data.dataset}, {data.num_classes} classes, "
               f"{len(data.train)} train / {len(data.test)} test images")
-
-    torch.manual_seed(spec.training.seed)
-    # Built and restored on the CPU, then moved: tiles take their saved state the same way
-    # whatever device the checkpoint was written on.
-    tm: TrainModel = build_train_model(
-        spec, data.num_classes, context, torch.device("cpu"), log=cb.on_log,
-        load_pretrained=state is None,
-    )
-    if state is not None:
-        try:
-            moved = ckpt.restore_model_state(tm.model, state["model"])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint does not fit the model: {exc}") from None
-        if moved["moved"]:
-            cb.on_log(f"warning: resume clipped {moved['moved']} of {moved['total']} analog "
-                      f"device states to their bounds (max shift {moved['max_shift']:.2g}; "
-                      "aihwkit 1.1.0 set_hidden_parameters)")
-    tm.model = tm.model.to(device)
-    optimizers = tm.make_optimizers()  # after any restore: aihwkit swaps tile contexts on load
+    tm, optimizers = _build_model_and_optimizers(spec, data.num_classes, context, device, state, cb)
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once all checks passed
-    if state is not None:
-        for opt, saved in zip(optimizers, state["optimizers"]):
-            opt.load_state_dict(saved)
-        torch.set_rng_state(state["rng_torch"])
 
     # ---- the loop -------------------------------------------------------------------------
     bs, epochs = spec.training.batch_size, spec.training.epochs
@@ -213,6 +184,46 @@ def _progress(epoch: int, epochs: int, step: int, total_steps: int, images: int,
     eta = (total_steps - step) * bs / ips if ips > 0 else None
     return Progress(epoch=epoch + 1, epochs=epochs, step=step, total_steps=total_steps,
                     images_per_s=ips, eta_s=eta)
+
+
+def _use_hardware(context: RunContext, cb: Callbacks):
+    """Thread counts and the CPU/CUDA choice, before aihwkit's native libraries load."""
+    threads = max(1, int(context.num_threads))
+    torch.set_num_threads(threads)
+    # aihwkit bundles its own OpenMP/OpenBLAS, which read these when first loaded.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    hardware = select_device(context.device)
+    cb.on_log(f"device: {hardware.describe()}, torch threads: {torch.get_num_threads()}")
+    return hardware
+
+
+def _build_model_and_optimizers(spec: JobSpec, num_classes: int, context: RunContext, device: torch.device,
+                                state: dict[str, Any] | None, cb: Callbacks) -> tuple[TrainModel, list]:
+    """The model (pretrained, or restored from a checkpoint) on ``device`` and its optimizers."""
+    torch.manual_seed(spec.training.seed)
+    # Built and restored on the CPU, then moved: tiles take their saved state the same way
+    # whatever device the checkpoint was written on.
+    tm: TrainModel = build_train_model(
+        spec, num_classes, context, torch.device("cpu"), log=cb.on_log,
+        load_pretrained=state is None,
+    )
+    if state is not None:
+        try:
+            moved = ckpt.restore_model_state(tm.model, state["model"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint does not fit the model: {exc}") from None
+        if moved["moved"]:
+            cb.on_log(f"warning: resume clipped {moved['moved']} of {moved['total']} analog "
+                      f"device states to their bounds (max shift {moved['max_shift']:.2g}; "
+                      "aihwkit 1.1.0 set_hidden_parameters)")
+    tm.model = tm.model.to(device)
+    optimizers = tm.make_optimizers()  # after any restore: aihwkit swaps tile contexts on load
+    if state is not None:
+        for opt, saved in zip(optimizers, state["optimizers"]):
+            opt.load_state_dict(saved)
+        torch.set_rng_state(state["rng_torch"])
+    return tm, optimizers
 
 
 def _load_resume_state(path: Path | str, spec: JobSpec) -> dict[str, Any]:
