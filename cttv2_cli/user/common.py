@@ -68,6 +68,8 @@ def connection(fn: Callable) -> Callable:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                          help="override a field, e.g. --set training.epochs=3 (repeatable; YAML values)")
 
 
 def print_json(data: Any) -> None:
@@ -97,7 +99,3 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 def exit_for(job: Job) -> None:
     if job.status in ("failed", "cancelled"):
         sys.exit(EXIT_FAILED)
-
-
-set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-                          help="override a field, e.g. --set training.epochs=3 (repeatable; YAML values)")

@@ -16,10 +16,6 @@ from service.jobs import service as jobs
 from service.users.models import User
 
 
-def job_root(job_id: int) -> Path:
-    return job_dir(get_settings().artifact_dir, job_id)
-
-
 def list_for_job(session: Session, user: User, job_id: int) -> list[Artifact]:
     job = jobs.get(session, user, job_id)
     return list(session.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
@@ -33,7 +29,7 @@ def locate(session: Session, user: User, job_id: int, name: str) -> tuple[Artifa
     artifact = session.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
     if artifact is None:
         raise missing
-    root = job_root(job.id).resolve()
+    root = job_dir(get_settings().artifact_dir, job.id).resolve()
     path = (root / artifact.name).resolve()
     if not path.is_relative_to(root) or path == root or not path.is_file():
         raise missing
