@@ -196,6 +196,7 @@ class BaselineStats(APIModel):
     std_test_error: float | None = None
     n_finished: int = 0
     n_seeds: int = 0
+    training: dict[str, Any] | None = None  # {"lr", "epochs"} the baseline trained with
 
 
 class ReportRow(APIModel):
@@ -205,12 +206,16 @@ class ReportRow(APIModel):
     delta_vs_baseline: float | None = None
     n_finished: int = 0
     n_seeds: int = 0
+    knobs: list[str] | None = None  # one_at_a_time: the knobs whose curve holds this point
 
 
 class SweepReport(APIModel):
     sweep_id: int
     complete: bool = False
     axes: list[str] = []
+    mode: str = "grid"  # or "one_at_a_time"
+    knobs: list[str] = []  # the axes other than algorithm
+    reference: dict[str, Any] | None = None  # one_at_a_time: each knob's reference (first) value
     baseline: BaselineStats | None = None
     rows: list[ReportRow] = []
 

@@ -27,7 +27,8 @@ class Sweeps:
         idempotency_key: str | None = None,
     ) -> Sweep:
         """Create a sweep from a dict or YAML/JSON file: {name, base: <job>, grid: {path: [values]},
-        seeds: [...], baseline: bool}. overrides set dotted paths ("base.training.epochs")."""
+        mode: "grid" | "one_at_a_time", seeds: [...], baseline: bool, baseline_training: {...}}.
+        overrides set dotted paths ("base.training.epochs")."""
         body = apply_overrides(load_document(sweep), overrides)
         key = idempotency_key or str(uuid.uuid4())
         r = self._client.request("POST", "/v1/sweeps", json=body, headers={"Idempotency-Key": key})

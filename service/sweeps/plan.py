@@ -8,6 +8,24 @@ The digital baseline is the same fine-tuning done digitally: algorithm fp, no de
 only describe the analog side (ANALOG_ONLY) do not apply to it; any other axis (say
 data.num_classes) changes the task itself, so there is one baseline per value of those axes
 and seed, and each grid point is compared with the baseline of its own values.
+
+Two modes (SweepCreate.mode): "grid" plans every combination of the axes' values;
+"one_at_a_time" crosses the `algorithm` axis with the rest as "grid" does, but varies every
+other axis (a knob) alone while the other knobs stay at their reference value, the first one
+listed. The reference point (every knob at its first value) is planned once and belongs to every
+knob's curve. Either way a point holds a value for every axis.
+
+Knobs that apply to some algorithms only (cttv2_engine.spec.KNOB_ALGORITHMS, e.g.
+device.transfer_noise: the Tiki-Taka family; the job spec rejects any value but None for sgd or
+mixed-precision) are planned around when `algorithm` is an axis, instead of failing the sweep:
+- grid: a point whose algorithm the knob does not apply to is planned only where the knob's
+  value is None (often: not at all);
+- one_at_a_time: such an algorithm gets no points along that knob, only the reference point;
+  there the knob keeps its reference value if that is None, else the path is not set at all
+  (the base's value stays). The point (PlannedJob.grid, the report's row) still holds the
+  reference value, so the job lines up with its row and on the x axis.
+not_applicable() lists these (algorithm, knob) pairs for the report. Without an algorithm axis
+nothing is planned around: a base algorithm the knob does not apply to is a 422 as before.
 """
 
 from __future__ import annotations
@@ -15,13 +33,15 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import types
 from dataclasses import dataclass
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from cttv2_engine.spec import JobSpec
+from cttv2_engine.presets import digital_baseline_training
+from cttv2_engine.spec import KNOB_ALGORITHMS, JobSpec, TrainingSpec
 from service.core.errors import Invalid
 
 # The analog lr (training.lr of an analog job) means something else for AdamW: the baseline
@@ -32,18 +52,68 @@ FORBIDDEN_AXES = {
     "name": "job names are made from the sweep's name and each point",
 }
 BASELINE_ALGORITHM = "fp"
+ALGORITHM_AXIS = "algorithm"
+FORBIDDEN_BASELINE_TRAINING = {"seed": "the baseline runs once per seed of `seeds`"}
+
+Mode = Literal["grid", "one_at_a_time"]
 
 
 @dataclass(frozen=True)
 class PlannedJob:
     spec: dict[str, Any]  # a JobSpec dict, not validated yet
-    grid: dict[str, Any]  # the grid values of this job (for a baseline: the axes that apply)
+    # The grid values of this job (for a baseline: the axes that apply): the point, even where
+    # the spec leaves a knob that does not apply to its algorithm unset (see omitted_paths).
+    grid: dict[str, Any]
     seed: int
     is_baseline: bool
 
 
 def applies_to_baseline(path: str) -> bool:
     return not any(path == p or path.startswith(p + ".") for p in ANALOG_ONLY)
+
+
+def knob_applies(path: str, algorithm: Any) -> bool:
+    """Whether the job spec takes a value other than None at `path` with `algorithm`
+    (cttv2_engine.spec.KNOB_ALGORITHMS; fp takes any, it ignores the device)."""
+    allowed = KNOB_ALGORITHMS.get(path)
+    return allowed is None or algorithm == BASELINE_ALGORITHM or algorithm in allowed
+
+
+def _inapplicable(grid: dict[str, list[Any]], axes: list[str], algorithm: Any) -> list[str]:
+    """The knobs that do not apply to `algorithm` and have a value other than None."""
+    return [k for k in knob_axes(axes)
+            if not knob_applies(k, algorithm) and any(v is not None for v in grid[k])]
+
+
+def not_applicable(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> list[dict[str, Any]]:
+    """The (algorithm, knob) pairs planned around (see the module's docstring), each with why
+    and what was planned instead; [] without an algorithm axis."""
+    if ALGORITHM_AXIS not in axes:
+        return []
+    out = []
+    for algorithm in grid[ALGORITHM_AXIS]:
+        for knob in _inapplicable(grid, axes, algorithm):
+            why = f"{knob} applies to {', '.join(KNOB_ALGORITHMS[knob])} only, not to {algorithm}"
+            if mode == "one_at_a_time":
+                ref = grid[knob][0]
+                planned = ("only the reference point is planned" + (
+                    f", with {knob} null" if ref is None
+                    else f", without {knob} (the base's value; its row shows the reference {_show(ref)})"))
+            elif any(v is None for v in grid[knob]):
+                planned = f"only the points with {knob} null are planned"
+            else:
+                planned = f"no point of {algorithm} is planned"
+            out.append({"algorithm": algorithm, "knob": knob, "reason": f"{why}: {planned}"})
+    return out
+
+
+def omitted_paths(point: dict[str, Any]) -> list[str]:
+    """The axes of a planned point whose value its spec does not get: a knob that does not
+    apply to the point's algorithm, at a value other than None (one_at_a_time's reference)."""
+    if ALGORITHM_AXIS not in point:
+        return []
+    return [k for k, v in point.items()
+            if k != ALGORITHM_AXIS and v is not None and not knob_applies(k, point[ALGORITHM_AXIS])]
 
 
 # -- checks on the request ----------------------------------------------------------------------
@@ -70,6 +140,18 @@ def check_seeds(seeds: list[int]) -> None:
     if len(set(seeds)) != len(seeds):
         dup = next(s for s in seeds if seeds.count(s) > 1)
         raise _invalid("seeds", f"seed {dup} is listed twice")
+
+
+def check_baseline_training(overrides: dict[str, Any] | None) -> None:
+    """Each key a field of the training section (values are checked with the planned baseline
+    specs). Raises Invalid naming `baseline_training.<key>`."""
+    known = TrainingSpec.model_fields
+    for key in overrides or {}:
+        problem = FORBIDDEN_BASELINE_TRAINING.get(key)
+        if key not in known:
+            problem = f"the training section has no field {key!r} (it has: {', '.join(known)})"
+        if problem:
+            raise _invalid(f"baseline_training.{key}", problem)
 
 
 def path_problem(path: str) -> str | None:
@@ -100,37 +182,89 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 # -- expansion --------------------------------------------------------------------------------
-def points(grid: dict[str, list[Any]], axes: list[str]) -> list[dict[str, Any]]:
-    """The cartesian product in axis order (the last axis varies fastest)."""
-    return [dict(zip(axes, values)) for values in itertools.product(*(grid[a] for a in axes))]
+def points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> list[dict[str, Any]]:
+    """The points in axis order, each with a value for every axis. grid: the cartesian product
+    (the last axis varies fastest). one_at_a_time: the algorithm axis crossed with the knob
+    settings: the reference (every knob at its first value) first, then each knob's other
+    values in turn (the algorithm varies outside the knobs when it is listed before them).
+    Leaves out the points of knobs that do not apply to their algorithm (module docstring)."""
+    if mode == "grid":
+        out = [dict(zip(axes, values)) for values in itertools.product(*(grid[a] for a in axes))]
+        if ALGORITHM_AXIS not in axes:
+            return out
+        skip = {value_key(a): _inapplicable(grid, axes, a) for a in grid[ALGORITHM_AXIS]}
+        return [p for p in out if all(p[k] is None for k in skip[value_key(p[ALGORITHM_AXIS])])]
+    knobs = knob_axes(axes)
+    ref = reference(grid, axes)
+    # (the knob away from its reference, or None at the reference; the setting)
+    settings = [(None, dict(ref))] + [(k, {**ref, k: v}) for k in knobs for v in grid[k][1:]]
+    if ALGORITHM_AXIS not in axes:
+        return [{a: s[a] for a in axes} for _, s in settings]
+    algos = [{ALGORITHM_AXIS: v} for v in grid[ALGORITHM_AXIS]]
+    algorithm_outer = not knobs or axes.index(ALGORITHM_AXIS) < axes.index(knobs[0])
+    pairs = (itertools.product(algos, settings) if algorithm_outer
+             else ((a, s) for s, a in itertools.product(settings, algos)))
+    return [{ax: {**a, **s}[ax] for ax in axes} for a, (knob, s) in pairs
+            if knob is None or knob_applies(knob, a[ALGORITHM_AXIS])]
+
+
+def knob_axes(axes: list[str]) -> list[str]:
+    """The axes other than algorithm: in one_at_a_time mode, each is varied alone."""
+    return [a for a in axes if a != ALGORITHM_AXIS]
+
+
+def reference(grid: dict[str, list[Any]], axes: list[str]) -> dict[str, Any]:
+    """The reference point of one_at_a_time mode: each knob's first value."""
+    return {a: grid[a][0] for a in knob_axes(axes)}
+
+
+def knobs_of(point: dict[str, Any], grid: dict[str, list[Any]], axes: list[str]) -> list[str]:
+    """one_at_a_time: the knobs whose curve the point lies on (all of them at the reference
+    point; otherwise the one knob away from its reference value)."""
+    ref = reference(grid, axes)
+    off = [k for k in ref if value_key(point.get(k)) != value_key(ref[k])]
+    if not off:
+        return list(ref)
+    return off if len(off) == 1 else []  # [] : not a point of this mode
 
 
 def baseline_axes(axes: list[str]) -> list[str]:
     return [a for a in axes if applies_to_baseline(a)]
 
 
-def count_jobs(grid: dict[str, list[Any]], axes: list[str], n_seeds: int, baseline: bool) -> tuple[int, int]:
+def count_points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> int:
+    """len(points(grid, axes, mode)), from the sizes alone (and the knobs that do not apply)."""
+    knobs = knob_axes(axes)
+    algorithms = grid[ALGORITHM_AXIS] if ALGORITHM_AXIS in axes else [None]
+    total = 0
+    for algorithm in algorithms:
+        skip = _inapplicable(grid, axes, algorithm) if ALGORITHM_AXIS in axes else []
+        if mode == "grid":  # a knob that does not apply: its None value only (values are unique)
+            total += math.prod(sum(v is None for v in grid[k]) if k in skip else len(grid[k]) for k in knobs)
+        else:
+            total += 1 + sum(len(grid[k]) - 1 for k in knobs if k not in skip)
+    return total
+
+
+def count_jobs(grid: dict[str, list[Any]], axes: list[str], n_seeds: int, baseline: bool,
+               mode: Mode = "grid") -> tuple[int, int]:
     """(grid jobs, baseline jobs), from the sizes alone."""
-    n_points = 1
-    for a in axes:
-        n_points *= len(grid[a])
-    n_baselines = 0
-    if baseline:
-        n_baselines = 1
-        for a in baseline_axes(axes):
-            n_baselines *= len(grid[a])
-    return n_points * n_seeds, n_baselines * n_seeds
+    n_baselines = count_points(grid, baseline_axes(axes), mode) if baseline else 0
+    return count_points(grid, axes, mode) * n_seeds, n_baselines * n_seeds
 
 
-def make_digital(spec: dict[str, Any]) -> dict[str, Any]:
-    """A spec made digital: algorithm fp, no device, default analog options, and the
-    lr of AdamW: the spec's digital lr (training.digital_lr) for an analog spec, its lr for an
-    fp spec; unset means the fp default."""
+def make_digital(spec: dict[str, Any], training_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A spec made digital: algorithm fp, no device, default analog options. The training
+    section of an analog spec is cttv2_engine.presets.digital_baseline_training's (the base's
+    digital lr or the fp recipe's lr, twice the epochs); an fp spec keeps its own lr. Then
+    training_overrides (SweepCreate.baseline_training) are set over it."""
     out = copy.deepcopy(spec)
-    training = out.setdefault("training", {})
+    training = out.get("training") or {}
     if out.get("algorithm", JobSpec.model_fields["algorithm"].default) != BASELINE_ALGORITHM:
-        training["lr"] = training.get("digital_lr")
-    training["digital_lr"] = None
+        training = digital_baseline_training(training)
+    else:
+        training = {**training, "digital_lr": None}
+    out["training"] = {**training, **copy.deepcopy(training_overrides or {})}
     out["algorithm"] = BASELINE_ALGORITHM
     out["device"] = None
     out.pop("algorithm_options", None)
@@ -138,28 +272,35 @@ def make_digital(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan(base: dict[str, Any], grid: dict[str, list[Any]], axes: list[str], seeds: list[int],
-         baseline: bool, label: str) -> list[PlannedJob]:
+         baseline: bool, label: str, *, mode: Mode = "grid",
+         baseline_training: dict[str, Any] | None = None) -> list[PlannedJob]:
     """Every job of the sweep, seed by seed (each seed's baselines first), so that a partly done
     sweep already has one result at every point."""
-    grid_points = points(grid, axes)
+    grid_points = points(grid, axes, mode)
     b_axes = baseline_axes(axes)
-    b_points = points(grid, b_axes) if baseline else []
+    b_points = points(grid, b_axes, mode) if baseline else []
     jobs: list[PlannedJob] = []
     for seed in seeds:
         for point in b_points:
             # Made digital after the values are applied: a training.digital_lr axis becomes
-            # the baseline's lr.
+            # the baseline's lr (unless baseline_training sets it).
             name = f"{label}: baseline {BASELINE_ALGORITHM}{_label(point)}"
-            jobs.append(PlannedJob(make_digital(_apply(base, point, seed, name)), point, seed, True))
+            spec = make_digital(_apply(base, point, seed, name), baseline_training)
+            jobs.append(PlannedJob(spec, point, seed, True))
         for point in grid_points:
-            jobs.append(PlannedJob(_apply(base, point, seed, f"{label}:{_label(point)}"), point, seed, False))
+            omit = omitted_paths(point)
+            shown = {k: v for k, v in point.items() if k not in omit}  # the name says what was set
+            spec = _apply(base, point, seed, f"{label}:{_label(shown)}", omit)
+            jobs.append(PlannedJob(spec, point, seed, False))
     return jobs
 
 
-def _apply(base: dict[str, Any], point: dict[str, Any], seed: int, name: str) -> dict[str, Any]:
+def _apply(base: dict[str, Any], point: dict[str, Any], seed: int, name: str,
+           omit: list[str] | None = None) -> dict[str, Any]:
     spec = copy.deepcopy(base)
     for path, value in point.items():
-        set_path(spec, path, copy.deepcopy(value))
+        if path not in (omit or []):
+            set_path(spec, path, copy.deepcopy(value))
     set_path(spec, "training.seed", seed)
     spec["name"] = f"{name} seed={seed}"[:200]
     return spec

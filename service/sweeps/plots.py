@@ -3,10 +3,17 @@ so concurrent requests do not share a figure).
 
 Which figure depends on the swept axes other than `algorithm` (algorithm is always drawn as
 one line, or one panel, per value):
-- one axis: error against the axis value, one line per algorithm with std error bars; the
-  digital baseline as a dashed line with a +-std band (horizontal, or following the axis when
-  that axis changes the task, e.g. data.num_classes).
-- two axes: a heatmap of the mean error (first axis down, second across), one panel per
+- one axis ("line"), or a one_at_a_time sweep of two or more knobs ("knobs", one panel per
+  knob side by side, sharing the y axis): test accuracy in % (1 - test error, mean over the
+  finished seeds) against the knob's values, one line per algorithm with markers and a +-1 std
+  band over seeds (none below 2 seeds); points without a finished seed are left out. The
+  digital baseline is a dashed line in a +-std band, horizontal across the panel (or following
+  the axis when that axis changes the task, e.g. data.num_classes). One legend, below the
+  panels. The data of each panel comes from knob_panels (pure, no matplotlib). An algorithm a
+  knob does not apply to (the report's not_applicable, e.g. sgd on device.transfer_noise) was
+  not run along that knob: on its panel it gets no line and no band, only its one planned point
+  (in one_at_a_time mode the reference point, which ran without the knob) as an open marker.
+- two axes in grid mode: a heatmap of the mean error (first axis down, second across), one panel per
   algorithm on a shared colour scale, each cell annotated with its mean (and the difference to
   the baseline when there is one).
 - none, or more than two: a bar per grid point with std error bars, the baseline dashed.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from service.sweeps.plan import value_key
@@ -25,7 +33,11 @@ from service.sweeps.plan import value_key
 DPI = 100
 SINGLE_SIZE_IN = (9.6, 6.0)  # line and bar figures: 960 x 600 px
 HEATMAP_PANEL_W_IN, HEATMAP_EXTRA_W_IN, HEATMAP_H_IN = 4.8, 1.6, 5.6
+KNOB_PANEL_W_IN, KNOB_EXTRA_W_IN, KNOB_H_IN = 4.6, 0.6, 5.4
 BASELINE_LABEL = "digital baseline (fp)"
+LINE_BASELINE_LABEL = "digital (fp)"
+ACCURACY_LABEL = "test accuracy (%), mean ± std over seeds"
+NOT_APPLICABLE_LABEL = "knob does not apply (reference point only)"
 
 
 def plot_axes(report: dict[str, Any]) -> list[str]:
@@ -33,7 +45,10 @@ def plot_axes(report: dict[str, Any]) -> list[str]:
 
 
 def figure_kind(report: dict[str, Any]) -> str:
-    return {1: "line", 2: "heatmap"}.get(len(plot_axes(report)), "bars")
+    n = len(plot_axes(report))
+    if report.get("mode") == "one_at_a_time" and n >= 2:
+        return "knobs"
+    return {1: "line", 2: "heatmap"}.get(n, "bars")
 
 
 def algorithms(report: dict[str, Any], base_algorithm: str) -> list[str]:
@@ -47,6 +62,8 @@ def figure_size(report: dict[str, Any], base_algorithm: str) -> tuple[int, int]:
     if figure_kind(report) == "heatmap":
         panels = len(algorithms(report, base_algorithm))
         w, h = HEATMAP_PANEL_W_IN * panels + HEATMAP_EXTRA_W_IN, HEATMAP_H_IN
+    elif figure_kind(report) == "knobs":
+        w, h = KNOB_PANEL_W_IN * len(plot_axes(report)) + KNOB_EXTRA_W_IN, KNOB_H_IN
     else:
         w, h = SINGLE_SIZE_IN
     return round(w * DPI), round(h * DPI)
@@ -59,8 +76,8 @@ def render_png(report: dict[str, Any], *, base_algorithm: str) -> bytes:
     fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI, layout="constrained")
     algos = algorithms(report, base_algorithm)
     kind = figure_kind(report)
-    if kind == "line":
-        _line(fig, report, algos, base_algorithm)
+    if kind in ("line", "knobs"):
+        _knob_figure(fig, knob_panels(report, base_algorithm))
     elif kind == "heatmap":
         _heatmaps(fig, report, algos, base_algorithm)
     else:
@@ -71,38 +88,176 @@ def render_png(report: dict[str, Any], *, base_algorithm: str) -> bytes:
     return buf.getvalue()
 
 
-# -- the three figures --------------------------------------------------------------------------
-def _line(fig, report, algos: list[str], base_algorithm: str) -> None:
-    ax = fig.add_subplot()
-    axis = plot_axes(report)[0]
-    values = _unique((row["point"][axis] for row in report["rows"]), key=value_key)
-    numeric = all(_is_number(v) for v in values)
-    xs = [float(v) for v in values] if numeric else list(range(len(values)))
-    colors = _colors(len(algos))
-    for algo, color in zip(algos, colors):
-        means, stds = [], []
-        for v in values:
-            row = _find(report["rows"], {axis: v, "algorithm": algo}, base_algorithm)
-            means.append(_num(row and row["mean_test_error"]))
-            stds.append(_num(row and row["std_test_error"], 0.0))
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, linewidth=2, color=color, label=algo)
+# -- the knob figure: its data ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Series:
+    """One algorithm's line in a panel: only the points with a finished seed, in x order."""
+
+    algorithm: str
+    x: list[float]
+    accuracy: list[float]  # percent: 100 * (1 - mean test error)
+    std: list[float | None]  # percent; None where fewer than 2 seeds finished
+    # False when the panel's knob does not apply to the algorithm (report["not_applicable"]): x
+    # then holds at most its reference point, drawn as a lone open marker, never a line or band.
+    applies: bool = True
+
+    @property
+    def band(self) -> tuple[list[float], list[float]] | None:
+        """(low, high) = accuracy -+ std; a point without a std pinches the band; None when no
+        point has a std, or when the knob does not apply (nothing was measured along it)."""
+        if not self.applies or all(s is None for s in self.std):
+            return None
+        return ([a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+                [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)])
+
+
+@dataclass(frozen=True)
+class BaselineBand:
+    """The digital baseline in a panel, in percent: horizontal (x None, one mean) when the
+    panel's knob does not change the task, else one value per x."""
+
+    x: list[float] | None
+    accuracy: list[float]
+    std: list[float | None]
+
+    @property
+    def horizontal(self) -> bool:
+        return self.x is None
+
+    @property
+    def band(self) -> tuple[list[float], list[float]]:
+        return ([a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+                [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)])
+
+
+@dataclass(frozen=True)
+class Panel:
+    knob: str  # the axis path: the x label
+    values: list[Any]  # the knob's values in the grid's order (the first is the reference)
+    positions: list[float]  # their x: the value when all are numbers, else the index
+    numeric: bool
+    series: list[Series]  # one per algorithm
+    baseline: BaselineBand | None
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.x for s in self.series)
+
+
+def knob_panels(report: dict[str, Any], base_algorithm: str) -> list[Panel]:
+    """One panel per knob (axis other than algorithm): a one-axis sweep has one; in
+    one_at_a_time mode each knob's panel holds the rows whose `knobs` name it (its values with
+    the other knobs at their reference, the reference point included). An algorithm the knob
+    does not apply to gets a Series with applies=False holding only its reference point (one
+    planned point at most in grid mode)."""
+    one_at_a_time = report.get("mode") == "one_at_a_time"
+    algos = algorithms(report, base_algorithm)
+    skipped = {(value_key(n["algorithm"]), n["knob"]) for n in report.get("not_applicable") or []}
+    panels = []
+    for knob in plot_axes(report):
+        rows = [r for r in report["rows"] if not one_at_a_time or knob in (r.get("knobs") or [])]
+        values = _unique((r["point"][knob] for r in rows), key=value_key)
+        numeric = all(_is_number(v) for v in values)
+        positions = [float(v) for v in values] if numeric else [float(i) for i in range(len(values))]
+        series = []
+        for algo in algos:
+            applies = (value_key(algo), knob) not in skipped
+            found = [(x, _find(rows, {knob: v, "algorithm": algo}, base_algorithm))
+                     for x, v in zip(positions, values)
+                     if applies or not one_at_a_time or value_key(v) == value_key(report["reference"][knob])]
+            done = sorted(((x, r) for x, r in found if r and r["mean_test_error"] is not None),
+                          key=lambda xr: xr[0])
+            series.append(Series(algo, [x for x, _ in done],
+                                 [_percent_accuracy(r["mean_test_error"]) for _, r in done],
+                                 [_percent(r["std_test_error"]) for _, r in done], applies))
+        panels.append(Panel(knob, values, positions, numeric, series,
+                            _baseline_band(report, rows, knob, values, positions)))
+    return panels
+
+
+def _baseline_band(report, rows, knob: str, values: list, positions: list[float]) -> BaselineBand | None:
     baselines = report["baselines"]
-    if baselines:
-        if axis in baselines[0]["point"]:  # the axis changes the task: a baseline per value
-            by = [_num(_baseline_at(baselines, axis, v, "mean_test_error")) for v in values]
-            bs = [_num(_baseline_at(baselines, axis, v, "std_test_error"), 0.0) for v in values]
-            ax.plot(xs, by, "--", color="black", linewidth=1.5, label=BASELINE_LABEL)
-            ax.fill_between(xs, [m - s for m, s in zip(by, bs)], [m + s for m, s in zip(by, bs)],
-                            color="black", alpha=0.12, linewidth=0)
-        else:
-            _baseline_hline(ax, baselines[0])
-    if not numeric or len(values) <= 12:  # the grid's own values as ticks
-        ax.set_xticks(xs, [_show(v) for v in values])
-    ax.set_xlabel(axis)
-    ax.set_ylabel("final test error (mean ± std over seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best")
-    _note_if_empty(ax, report)
+    if not baselines:
+        return None
+    b_axes = list(baselines[0]["point"])
+    at: list[tuple[float, dict[str, Any]]] = []  # the baseline each x is compared with
+    for x, v in zip(positions, values):
+        row = next(r for r in rows if value_key(r["point"][knob]) == value_key(v))
+        match = next((b for b in baselines if all(value_key(b["point"][a]) == value_key(row["point"].get(a))
+                                                  for a in b_axes)), None)
+        if match is not None and match["mean_test_error"] is not None:
+            at.append((x, match))
+    if not at:
+        return None
+    if len({value_key(b["point"]) for _, b in at}) == 1:  # one baseline across the panel
+        b = at[0][1]
+        return BaselineBand(None, [_percent_accuracy(b["mean_test_error"])], [_percent(b["std_test_error"])])
+    at.sort(key=lambda xb: xb[0])
+    return BaselineBand([x for x, _ in at], [_percent_accuracy(b["mean_test_error"]) for _, b in at],
+                        [_percent(b["std_test_error"]) for _, b in at])
+
+
+def _percent_accuracy(error: float) -> float:
+    return 100.0 * (1.0 - error)
+
+
+def _percent(std: float | None) -> float | None:
+    return None if std is None else 100.0 * std
+
+
+# -- the figures --------------------------------------------------------------------------------
+def _knob_figure(fig, panels: list[Panel]) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    algos = [s.algorithm for s in panels[0].series]
+    color_of = dict(zip(algos, _colors(len(algos))))
+    for i, (ax, panel) in enumerate(zip(axes, panels)):
+        if panel.baseline is not None:
+            b = panel.baseline
+            low, high = b.band
+            if b.horizontal:
+                ax.axhspan(low[0], high[0], color="black", alpha=0.12, linewidth=0)
+                ax.axhline(b.accuracy[0], linestyle="--", color="black", linewidth=1.5)
+            else:
+                ax.fill_between(b.x, low, high, color="black", alpha=0.12, linewidth=0)
+                ax.plot(b.x, b.accuracy, "--", color="black", linewidth=1.5)
+        for s in panel.series:
+            color = color_of[s.algorithm]
+            if not s.applies:  # not run along this knob: its lone point, open, no line
+                ax.plot(s.x, s.accuracy, linestyle="none", marker="o", fillstyle="none",
+                        markersize=9, markeredgewidth=2, color=color)
+                continue
+            if s.band is not None and len(s.x) >= 2:
+                ax.fill_between(s.x, *s.band, color=color, alpha=0.2, linewidth=0)
+            elif s.band is not None:  # a single point: its std as an error bar
+                ax.errorbar(s.x, s.accuracy, yerr=[v or 0.0 for v in s.std], color=color, capsize=4)
+            ax.plot(s.x, s.accuracy, marker="o", linewidth=2, markersize=6, color=color)
+        if not panel.numeric or len(panel.values) <= 12:  # the grid's own values as ticks
+            ax.set_xticks(panel.positions, [_show(v) for v in panel.values],
+                          rotation=0 if len(panel.values) <= 6 else 45)
+        if panel.positions:
+            lo, hi = min(panel.positions), max(panel.positions)
+            pad = 0.05 * (hi - lo) if panel.numeric and hi > lo else 0.5
+            ax.set_xlim(lo - pad, hi + pad)
+        ax.set_xlabel(panel.knob)
+        if i == 0:
+            ax.set_ylabel(ACCURACY_LABEL)
+        ax.grid(True, alpha=0.3)
+        if panel.empty:
+            ax.text(0.5, 0.5, "no finished jobs yet", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=14, color="grey")
+    handles = [Line2D([], [], color=color_of[a], marker="o", linewidth=2, label=a) for a in algos]
+    if any(p.baseline is not None for p in panels):
+        handles.append((Patch(color="black", alpha=0.12, linewidth=0),
+                        Line2D([], [], linestyle="--", color="black", linewidth=1.5)))
+    labels = algos + [LINE_BASELINE_LABEL] * (len(handles) - len(algos))
+    if any(not s.applies and s.x for p in panels for s in p.series):
+        handles.append(Line2D([], [], color="grey", marker="o", fillstyle="none", markeredgewidth=2,
+                              linestyle="none"))
+        labels.append(NOT_APPLICABLE_LABEL)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
 
 
 def _heatmaps(fig, report, algos: list[str], base_algorithm: str) -> None:
@@ -202,13 +357,6 @@ def _baseline_hline(ax, baseline: dict[str, Any]) -> None:
     ax.axhline(mean, linestyle="--", color="black", linewidth=1.5, label=f"{BASELINE_LABEL} {_pm(baseline)}")
     if std:
         ax.axhspan(mean - std, mean + std, color="black", alpha=0.12, linewidth=0)
-
-
-def _baseline_at(baselines: list[dict[str, Any]], axis: str, value: Any, field: str) -> Any:
-    for b in baselines:
-        if value_key(b["point"].get(axis)) == value_key(value):
-            return b[field]
-    return None
 
 
 def _find(rows: list[dict[str, Any]], where: dict[str, Any], base_algorithm: str) -> dict | None:

@@ -31,11 +31,36 @@ class SweepCreate(StrictModel):
         None, min_length=1, max_length=1000,
         description="training.seed of each repetition (default: the base's seed)",
     )
+    mode: Literal["grid", "one_at_a_time"] = Field(
+        "grid",
+        description="grid: one point per combination of the axes' values. one_at_a_time: the "
+        "`algorithm` axis (if any) is crossed with everything as in grid mode, and every other "
+        "axis (a knob) is varied alone while the other knobs stay at their REFERENCE value, the "
+        "FIRST value listed for that axis. E.g. grid {\"algorithm\": [a, b], "
+        "\"device.transfer_noise\": [0, 0.1, 0.2], \"device.sp_skew\": [0, 0.1]} plans, for "
+        "each of a and b, transfer_noise 0, 0.1, 0.2 at sp_skew 0 and sp_skew 0.1 at "
+        "transfer_noise 0 (4 points per algorithm, not 6): the reference point (every knob at "
+        "its first value) is planned once and its jobs count for every knob's curve. "
+        "A knob that does not apply to an algorithm (device.transfer_noise with sgd or "
+        "mixed-precision, which have no transfer) is planned around instead of refused: in "
+        "grid mode that algorithm's points are kept only where the knob is null; in "
+        "one_at_a_time mode it gets only the reference point, without the knob unless its "
+        "reference is null (see the report's not_applicable)",
+    )
     baseline: bool = Field(
         False,
         description="also run the digital baseline (algorithm fp, no device) once per seed (and "
         "per value of any swept axis that changes the task, such as data.num_classes); its "
-        "lr is the base's training.digital_lr, or the fp default",
+        "training section is the engine's digital-baseline recipe applied to the base's "
+        "(cttv2_engine.presets.digital_baseline_training: AdamW at the base's "
+        "training.digital_lr, or the fp recipe's lr, for twice the base's epochs), then "
+        "baseline_training",
+    )
+    baseline_training: dict[str, Any] | None = Field(
+        None,
+        max_length=32,
+        description='training-section overrides for the digital baseline only, e.g. {"epochs": '
+        '16, "lr": 0.005}; keys are training fields (not seed: the baseline runs once per seed)',
     )
 
 
@@ -76,6 +101,11 @@ def _n_pending():
     return Field(description="seeds still queued or running")
 
 
+class BaselineTraining(BaseModel):
+    lr: float | None = Field(description="AdamW lr the baseline trained with (the fp default if unset)")
+    epochs: int | None
+
+
 class BaselineStats(BaseModel):
     point: dict[str, Any] = Field(description="values of the swept axes that apply to the baseline")
     mean_test_error: float | None = _mean()
@@ -83,6 +113,9 @@ class BaselineStats(BaseModel):
     n_finished: int = _n_finished()
     n_pending: int = _n_pending()
     n_seeds: int
+    training: BaselineTraining | None = Field(
+        None, description="how the baseline was trained (from its first job's spec)"
+    )
 
 
 class ReportRow(BaseModel):
@@ -94,6 +127,17 @@ class ReportRow(BaseModel):
     n_finished: int = _n_finished()
     n_pending: int = _n_pending()
     n_seeds: int
+    knobs: list[str] | None = Field(
+        None,
+        description="one_at_a_time mode: the axes whose curve this point belongs to (every knob "
+        "at the reference point, else the one knob away from its first value); null in grid mode",
+    )
+
+
+class NotApplicable(BaseModel):
+    algorithm: str
+    knob: str = Field(description="the axis that does not apply to the algorithm")
+    reason: str = Field(description="why, and what was planned instead")
 
 
 class SweepReport(BaseModel):
@@ -103,6 +147,18 @@ class SweepReport(BaseModel):
     pending: int = Field(description="jobs still queued or running")
     total_jobs: int
     axes: list[str]
+    mode: Literal["grid", "one_at_a_time"] = "grid"
+    knobs: list[str] = Field(
+        default_factory=list, description="the axes other than algorithm (one curve each in one_at_a_time mode)"
+    )
+    reference: dict[str, Any] | None = Field(
+        None, description="one_at_a_time mode: each knob's reference (first) value; null in grid mode"
+    )
+    not_applicable: list[NotApplicable] = Field(
+        default_factory=list,
+        description="(algorithm, knob) pairs planned around because the knob does not apply to "
+        "the algorithm: their points were not planned and have no row",
+    )
     baseline: BaselineStats | None = Field(
         description="the baseline, when there is one and no swept axis changes the task"
     )

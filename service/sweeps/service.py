@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cttv2_engine.spec import JobSpec, canonical_hash
+from cttv2_engine.presets import DEFAULT_LR
+from cttv2_engine.spec import JobSpec, TrainingSpec, canonical_hash
 from service.core.config import get_settings
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.pagination import PageParams, paginate
@@ -34,7 +35,7 @@ def get(session: Session, user: User, sweep_id: int) -> Sweep:
 def create(session: Session, user: User, body: SweepCreate, idempotency_key: str | None) -> tuple[Sweep, bool]:
     """Validate every job of the sweep, then create the sweep and all its jobs in one
     transaction and enqueue them. Returns (sweep, replayed) like jobs.submit."""
-    request_hash = canonical_hash(body.model_dump(mode="json"))
+    request_hash = canonical_hash(_hashed(body))
     if idempotency_key:
         earlier = _by_key(session, user, idempotency_key, request_hash)
         if earlier is not None:
@@ -43,14 +44,16 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
     axes = plan.check_axes(body.grid, body.axes)
     seeds = body.seeds if body.seeds is not None else [body.base.training.seed]
     plan.check_seeds(seeds)
+    plan.check_baseline_training(body.baseline_training)
     _check_size(body, axes, seeds)
     if body.base.resume_from is not None:
         raise Invalid("base.resume_from: a sweep starts every job afresh",
                       fields=[{"field": "base.resume_from", "message": "not allowed in a sweep"}])
     base, device_spec_id = jobs.resolve_device(session, user, body.base)
     planned = plan.plan(base, body.grid, axes, seeds, body.baseline,
-                        label=body.name or body.base.name or "sweep")
-    specs = [_validate(session, user, job) for job in planned]
+                        label=body.name or body.base.name or "sweep", mode=body.mode,
+                        baseline_training=body.baseline_training)
+    specs = [_validate(session, user, job, body.baseline_training) for job in planned]
     limits.check_active_jobs(session, user, len(specs))  # a sweep counts every job it queues
 
     sweep = Sweep(user_id=user.id, name=body.name, request=_stored_request(body, axes, seeds),
@@ -85,6 +88,16 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
     return sweep, False
 
 
+def _hashed(body: SweepCreate) -> dict[str, Any]:
+    """The body as hashed for Idempotency-Key: fields added later are left out while at their
+    defaults, so a key sent again with the same body matches across versions."""
+    data = body.model_dump(mode="json")
+    for field, default in (("mode", "grid"), ("baseline_training", None)):
+        if data.get(field) == default:
+            data.pop(field, None)
+    return data
+
+
 def _by_key(session: Session, user: User, key: str, request_hash: str) -> Sweep | None:
     earlier = session.scalar(select(Sweep).where(Sweep.user_id == user.id, Sweep.idempotency_key == key))
     if earlier is not None and earlier.request_hash != request_hash:
@@ -94,7 +107,7 @@ def _by_key(session: Session, user: User, key: str, request_hash: str) -> Sweep 
 
 
 def _check_size(body: SweepCreate, axes: list[str], seeds: list[int]) -> None:
-    n_grid, n_baseline = plan.count_jobs(body.grid, axes, len(seeds), body.baseline)
+    n_grid, n_baseline = plan.count_jobs(body.grid, axes, len(seeds), body.baseline, body.mode)
     cap = get_settings().max_sweep_jobs
     if n_grid + n_baseline > cap:
         detail = f"{_count(n_grid // len(seeds), 'grid point')} x {_count(len(seeds), 'seed')}"
@@ -109,14 +122,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _validate(session: Session, user: User, job: plan.PlannedJob) -> JobSpec:
-    """The jobs' own checks on one planned spec; a failure names the grid axis (and value) or
-    the base field to blame, and the point where it failed."""
+def _validate(session: Session, user: User, job: plan.PlannedJob,
+              baseline_training: dict[str, Any] | None = None) -> JobSpec:
+    """The jobs' own checks on one planned spec; a failure names the grid axis (and value),
+    the baseline_training key or the base field to blame, and the point where it failed."""
     try:
         return jobs.validate_spec(session, user, job.spec)
     except Invalid as exc:
         first = (exc.fields or [{"field": "body", "message": exc.message}])[0]
-        field, message = _blame(first["field"], first["message"], job)
+        key = first["field"].removeprefix("training.").split(".")[0]
+        if job.is_baseline and first["field"].startswith("training.") and key in (baseline_training or {}):
+            field, message = f"baseline_training.{key}", first["message"]
+        else:
+            field, message = _blame(first["field"], first["message"], job)
         where = ("digital baseline" if job.is_baseline else "grid point") + f" {json.dumps(job.grid)}"
         message = f"{message} (at {where}, seed {job.seed})" if job.grid or job.is_baseline else message
         raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
@@ -139,7 +157,7 @@ def _stored_request(body: SweepCreate, axes: list[str], seeds: list[int]) -> dic
     """The request as sent (re-POSTing it makes the same study), with the axis order and the
     seeds made explicit: PostgreSQL's JSONB does not keep the grid's key order."""
     data = body.model_dump(mode="json", exclude_unset=True)
-    data.update(grid=body.grid, axes=axes, seeds=seeds, baseline=body.baseline)
+    data.update(grid=body.grid, axes=axes, seeds=seeds, baseline=body.baseline, mode=body.mode)
     return data
 
 
@@ -202,16 +220,36 @@ def report(session: Session, user: User, sweep_id: int) -> tuple[dict[str, Any],
     rows = session.execute(
         select(Job.status, Job.is_baseline, Job.sweep_point, Job.result).where(Job.sweep_id == sweep.id)
     ).all()
+    # How the baselines trained: one spec per baseline point is enough (only the seed differs).
+    training: dict[str, dict[str, Any]] = {}
+    for point, spec in session.execute(
+        select(Job.sweep_point, Job.spec).where(Job.sweep_id == sweep.id, Job.is_baseline.is_(True))
+    ):
+        training.setdefault(_grid_key(point), baseline_training(spec))
     outcomes = [
         JobOutcome(status=status, is_baseline=is_baseline, grid=(point or {}).get("grid", {}),
-                   test_error=_test_error(result))
+                   test_error=_test_error(result),
+                   training=training.get(_grid_key(point)) if is_baseline else None)
         for status, is_baseline, point, result in rows
     ]
     req = sweep.request
     data = build_report(sweep_id=sweep.id, name=sweep.name, axes=req["axes"], grid=req["grid"],
-                        baseline=req["baseline"], jobs=outcomes)
+                        baseline=req["baseline"], jobs=outcomes, mode=req.get("mode", "grid"))
     base_algorithm = req["base"].get("algorithm") or JobSpec.model_fields["algorithm"].default
     return data, base_algorithm
+
+
+def baseline_training(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """{"lr", "epochs"} a baseline job trained with (an unset lr is the fp default, as in the
+    engine's build)."""
+    training = (spec or {}).get("training") or {}
+    lr = training.get("lr") or DEFAULT_LR.get(plan.BASELINE_ALGORITHM)
+    epochs = training.get("epochs", TrainingSpec.model_fields["epochs"].default)
+    return {"lr": lr, "epochs": epochs}
+
+
+def _grid_key(point: dict[str, Any] | None) -> str:
+    return plan.value_key((point or {}).get("grid", {}))
 
 
 def _test_error(result: dict[str, Any] | None) -> float | None:

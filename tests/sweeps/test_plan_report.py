@@ -205,7 +205,7 @@ def _colour_share(pixels: np.ndarray, rgb: tuple[int, int, int], tol: int = 40) 
 
 
 @pytest.mark.parametrize(("grid", "kind", "size"), [
-    ({"algorithm": ["c-ttv2", "sgd"], "device.transfer_noise": [0, 0.1, 0.2]}, "line", (960, 600)),
+    ({"algorithm": ["c-ttv2", "ttv2"], "device.transfer_noise": [0, 0.1, 0.2]}, "line", (960, 600)),
     ({"data.num_classes": [3, 5, 10]}, "line", (960, 600)),
     ({"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.05, 0.1]}, "heatmap", (640, 560)),
     ({"algorithm": ["c-ttv2", "ttv2", "sgd"], "device.sp_skew": [0, 0.1],
@@ -220,7 +220,7 @@ def test_figures(grid, kind, size):
 
     def err(p, s):
         numbers = [v for v in p.values() if isinstance(v, (int, float))]
-        return 0.1 + 0.3 * sum(numbers) / 10 + 0.05 * (p.get("algorithm") == "sgd") + 0.01 * s
+        return 0.1 + 0.3 * sum(numbers) / 10 + 0.05 * (p.get("algorithm") in ("ttv2", "sgd")) + 0.01 * s
 
     jobs = _outcomes(grid, axes, err, lambda p, s: 0.08 + 0.005 * s)
     rep = build_report(sweep_id=3, name="study", axes=axes, grid=grid, baseline=True, jobs=jobs)
@@ -247,7 +247,8 @@ def test_figure_of_a_sweep_with_nothing_finished_yet(grid):
 
 
 # -- the examples -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "n_jobs"), [("study-sweep.yaml", 51), ("demo-sweep.yaml", 14)])
+@pytest.mark.parametrize(("name", "n_jobs"), [("study-sweep.yaml", 51), ("demo-sweep.yaml", 14),
+                                              ("study-cpu-sweep.yaml", 84)])
 def test_examples_expand_to_valid_jobs(name, n_jobs):
     import yaml
 
@@ -259,8 +260,9 @@ def test_examples_expand_to_valid_jobs(name, n_jobs):
     body = SweepCreate.model_validate(yaml.safe_load((ROOT / "examples" / name).read_text()))
     axes = plan.check_axes(body.grid, body.axes)
     base = body.base.model_dump(mode="json", exclude={"resume_from"})
-    jobs = plan.plan(base, body.grid, axes, body.seeds, body.baseline, label=body.name)
-    assert len(jobs) == sum(plan.count_jobs(body.grid, axes, len(body.seeds), body.baseline)) == n_jobs
+    jobs = plan.plan(base, body.grid, axes, body.seeds, body.baseline, label=body.name, mode=body.mode,
+                     baseline_training=body.baseline_training)
+    assert len(jobs) == sum(plan.count_jobs(body.grid, axes, len(body.seeds), body.baseline, body.mode)) == n_jobs
     assert n_jobs <= Settings.model_fields["max_sweep_jobs"].default
     for job in jobs:
         validate_spec_semantics(job.spec)
