@@ -39,6 +39,7 @@ from aihwkit.simulator.presets.devices import (
 )
 
 from cttv2_engine.families import FAMILIES
+from cttv2_engine.recipes import RECIPES, WEIGHT_SCALING_OMEGA
 from cttv2_engine.spec import AlgorithmOptions, DeviceSpec
 
 DEVICE_CLASSES: dict[str, type] = {
@@ -118,9 +119,17 @@ def build_io(spec: DeviceSpec) -> IOParameters:
     return io
 
 
+def resolved_options(algorithm: str, options: AlgorithmOptions) -> AlgorithmOptions:
+    """The spec's algorithm options with the algorithm's recipe filled in where unset."""
+    recipe = RECIPES[algorithm].options()
+    given = options.model_dump(exclude_none=True)
+    return AlgorithmOptions(**{**{k: v for k, v in recipe.items() if v is not None}, **given})
+
+
 def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions) -> Any:
-    """The base RPU config of an analog algorithm (transfer_every still per sample; see
-    ``per_layer_config``)."""
+    """The base RPU config of an analog algorithm (transfer_every and auto_granularity still
+    per image; see ``per_layer_config``)."""
+    options = resolved_options(algorithm, options)
     device = build_device(spec)
     io = build_io(spec)
     update = UpdateParameters(desired_bl=options.update_bl)
@@ -128,40 +137,49 @@ def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions
         update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
 
     if algorithm == "sgd":
-        return SingleRPUConfig(device=device, forward=io, backward=io, update=update)
-    if algorithm == "mixed-precision":
-        return DigitalRankUpdateRPUConfig(
+        config = SingleRPUConfig(device=device, forward=io, backward=io, update=update)
+    elif algorithm == "mixed-precision":
+        config = DigitalRankUpdateRPUConfig(
             device=MixedPrecisionCompound(device=device), forward=io, backward=io, update=update
         )
-    if algorithm not in ("c-ttv2", "ttv2", "agad"):
+    elif algorithm in ("c-ttv2", "ttv2", "agad"):
+        # ttv2 is built as c-ttv2 with the choppers off (in_chop_prob 0 in its recipe): aihwkit's
+        # own "ttv2" preset also switches auto_scale off, which would change two things at once.
+        config = build_config(
+            "agad" if algorithm == "agad" else "c-ttv2", device, io_parameters=io,
+            up_parameters=update, construction_seed=spec.construction_seed,
+        )
+        config.update.desired_bl = options.update_bl  # build_config hard-codes 5
+        compound = config.device
+        compound.fast_lr = options.fast_lr
+        compound.auto_granularity = options.auto_granularity
+        compound.transfer_every = options.transfer_every
+        compound.in_chop_prob = options.in_chop_prob
+        compound.transfer_update.desired_bl = options.transfer_bl
+        # Unset transfer_noise: the transfer reads A like a forward pass (out_noise), as
+        # build_config copies the forward IO into transfer_forward; set, it replaces that noise.
+        if spec.transfer_noise is not None:
+            compound.transfer_forward.out_noise = spec.transfer_noise
+        if spec.deterministic:
+            compound.in_chop_random = False
+            compound.transfer_update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
+    else:
         raise ValueError(f"no analog config for algorithm {algorithm!r}")
-
-    config = build_config(
-        algorithm, device, io_parameters=io, up_parameters=update,
-        construction_seed=spec.construction_seed,
+    config.mapping.weight_scaling_omega = (
+        spec.weight_scaling_omega if spec.weight_scaling_omega is not None else WEIGHT_SCALING_OMEGA
     )
-    config.update.desired_bl = options.update_bl  # build_config hard-codes 5
-    compound = config.device
-    compound.fast_lr = options.fast_lr
-    compound.auto_granularity = options.auto_granularity
-    compound.transfer_every = options.transfer_every
-    compound.in_chop_prob = 0.0 if algorithm == "ttv2" else options.in_chop_prob
-    compound.transfer_update.desired_bl = options.update_bl
-    if spec.transfer_noise is not None:
-        compound.transfer_forward.out_noise = spec.transfer_noise
-    if spec.deterministic:
-        compound.in_chop_random = False
-        compound.transfer_update.pulse_type = PulseType.DETERMINISTIC_IMPLICIT
     return config
 
 
 def per_layer_config(config: Any, tokens: int) -> Any:
-    """Scale the per-sample transfer period to this layer's mat-vecs per sample.
+    """Scale the per-image periods to this layer's updates per image.
 
     ``units_in_mbatch=False``: aihwkit counts each token as one update, so a layer that sees
-    64 tokens per image would transfer 64x too often without this (see ENGINE_FACTS).
+    64 tokens per image would read A 64x too often, and fill the buffer 64x too fast, without
+    this (docs/engine.md).
     """
     device = getattr(config, "device", None)
     if device is not None and hasattr(device, "transfer_every") and hasattr(device, "fast_lr"):
         device.transfer_every = device.transfer_every * max(1, tokens)
+        device.auto_granularity = device.auto_granularity * max(1, tokens)
     return config

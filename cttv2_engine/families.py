@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cttv2_engine.recipes import WEIGHT_SCALING_OMEGA
+
 _COMMON = ("dw_min", "n_states", "w_min", "w_max", "up_down", "dw_min_dtod", "w_max_dtod",
            "up_down_dtod", "dw_min_std")
-_IO = ("dac_bits", "adc_bits", "out_noise", "transfer_noise", "construction_seed", "deterministic")
+_IO = ("dac_bits", "adc_bits", "out_noise", "transfer_noise", "weight_scaling_omega", "construction_seed",
+       "deterministic")
 
 # name -> aihwkit class name, kind, the knobs it takes, and its defaults in our units.
 # Generic families get a working default range (aihwkit's own, dw_min 0.001 on +-0.6, moves
@@ -117,5 +120,6 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 
 # Peripheral (IO) defaults: aihwkit's IOParameters (7-bit DAC, 9-bit ADC, out_noise 0.06).
-IO_DEFAULTS = {"dac_bits": 7, "adc_bits": 9, "out_noise": 0.06, "transfer_noise": None}
+IO_DEFAULTS = {"dac_bits": 7, "adc_bits": 9, "out_noise": 0.06, "transfer_noise": None,
+               "weight_scaling_omega": WEIGHT_SCALING_OMEGA}
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cttv2_engine import registry
 from cttv2_engine.families import FAMILIES, IO_DEFAULTS
+from cttv2_engine.recipes import BASELINE_EPOCHS_FACTOR, RECIPES
 from cttv2_engine.spec import (
     ALGORITHMS,
     DATASETS,
@@ -23,14 +24,13 @@ from cttv2_engine.spec import (
 ALGORITHM_DOCS = {
     "c-ttv2": "chopped Tiki-Taka v2 (Rasch et al., Nat. Commun. 2024): fast tile A, digital "
     "buffer, chopped transfer into the slow tile C",
-    "ttv2": "Tiki-Taka v2: as c-ttv2 without choppers (in_chop_prob = 0)",
+    "ttv2": "Tiki-Taka v2: c-ttv2 with the choppers off (in_chop_prob = 0), everything else equal",
     "agad": "analog gradient accumulation with dynamic reference (Rasch et al. 2024)",
     "sgd": "plain in-memory SGD: stochastic pulse updates straight onto one device",
     "mixed-precision": "gradient accumulated digitally, transferred as pulses (Nandakumar 2020)",
     "fp": "digital floating-point baseline (no analog tiles)",
 }
-DEFAULT_LR = {"c-ttv2": 1.0, "ttv2": 1.0, "agad": 1.0, "sgd": 0.1, "mixed-precision": 0.1,
-              "fp": 1e-3}
+DEFAULT_LR = {a: RECIPES[a].lr for a in ALGORITHMS}
 DATASET_DOCS = {
     "digits": "scikit-learn's bundled 8x8 digits (10 classes, ~1350 train / 450 test), offline",
     "cifar10": "DATA_DIR/cifar-10-batches-py (python pickle layout)",
@@ -68,8 +68,9 @@ KNOB_UNITS = {
     "up_down_dtod": "relative std", "dw_min_std": "relative std of dw_min",
     "write_noise_std": "multiples of dw_min", "transfer_noise": "output units (std)",
     "out_noise": "output units (std)", "dac_bits": "bits", "adc_bits": "bits",
-    "fast_lr": "absolute", "transfer_every": "samples (scaled per layer by tokens per sample)",
-    "in_chop_prob": "probability", "auto_granularity": "updates", "update_bl": "pulses",
+    "fast_lr": "relative (aihwkit auto scale)", "transfer_every": "images (scaled per layer by tokens per image)",
+    "in_chop_prob": "probability", "auto_granularity": "images (scaled per layer by tokens per image)",
+    "update_bl": "pulses", "transfer_bl": "pulses", "weight_scaling_omega": "fraction of w_max",
 }
 
 
@@ -96,7 +97,9 @@ def listing() -> dict[str, Any]:
         "device_knobs": device_knobs,
         "algorithm_options": algo_knobs,
         "algorithms": {
-            a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a]} for a in ALGORITHMS
+            a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a],
+                "recipe": {k: v for k, v in RECIPES[a].options().items() if v is not None}}
+            for a in ALGORITHMS
         },
         "models": registry.listing(),
         "datasets": {d: DATASET_DOCS[d] for d in DATASETS},
@@ -104,3 +107,17 @@ def listing() -> dict[str, Any]:
         "data_fields": _field_docs(DataSpec),
         "training_fields": _field_docs(TrainingSpec),
     }
+
+
+
+def digital_baseline_training(training: dict[str, Any]) -> dict[str, Any]:
+    """The training section of a sweep's digital baseline, from the analog base's training
+    section (a dict as sent, not validated): AdamW at the base's digital lr if it sets one,
+    else the fp recipe's lr, for BASELINE_EPOCHS_FACTOR x the analog epochs, so the baseline is
+    trained to convergence rather than to the analog job's budget (docs/study.md)."""
+    out = dict(training)
+    epochs = training.get("epochs") or TrainingSpec.model_fields["epochs"].default
+    out["epochs"] = min(epochs * BASELINE_EPOCHS_FACTOR, TrainingSpec.model_fields["epochs"].metadata[-1].le)
+    out["lr"] = training.get("digital_lr") or RECIPES["fp"].lr
+    out["digital_lr"] = None
+    return out

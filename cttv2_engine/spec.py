@@ -105,7 +105,18 @@ class DeviceSpec(StrictModel):
         0.0, ge=0, le=1, description="symmetry-point variability: device-to-device std of the SP"
     )
     transfer_noise: float | None = Field(
-        None, ge=0, le=2, description="std of additive noise on transfer reads (output units)"
+        None,
+        ge=0,
+        le=2,
+        description="std of additive noise on the reads of the fast tile during a transfer "
+        "(output units, like out_noise); unset: the same as a forward read (out_noise)",
+    )
+    weight_scaling_omega: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="each layer's largest |weight| is mapped to this fraction of w_max, a fixed "
+        "digital output scale restores it (unset: 0.6)",
     )
     dac_bits: int | None = Field(None, ge=2, le=16, description="input (DAC) resolution in bits")
     adc_bits: int | None = Field(None, ge=2, le=16, description="output (ADC) resolution in bits")
@@ -158,23 +169,40 @@ _DEVICE_KNOBS = (
     "up_down_dtod", "dw_min_std", "write_noise_std", "sp_skew", "sp_variability",
 )
 TRANSFER_ALGORITHMS = ("c-ttv2", "ttv2", "agad")
+# Dotted spec path -> the algorithms a value there applies to (JobSpec._check rejects a value,
+# other than None, for any other analog algorithm; fp ignores the device). Sweeps plan around it.
+KNOB_ALGORITHMS: dict[str, tuple[str, ...]] = {"device.transfer_noise": TRANSFER_ALGORITHMS}
 
 
 class AlgorithmOptions(StrictModel):
-    """Knobs of the Tiki-Taka family. The defaults are the ones measured to learn (ENGINE_FACTS)."""
+    """Knobs of the analog algorithms. Unset means the algorithm's calibrated recipe
+    (cttv2_engine.recipes, measured in docs/study.md)."""
 
-    fast_lr: float = Field(0.5, gt=0, le=100, description="update size on the fast tile A (absolute)")
-    transfer_every: float = Field(
-        1.0,
+    fast_lr: float | None = Field(
+        None, gt=0, le=100, description="update size on the fast tile A (relative to aihwkit's auto scale)"
+    )
+    transfer_every: float | None = Field(
+        None,
         gt=0,
         le=100_000,
-        description="samples between transfers; scaled per layer by tokens per sample",
+        description="images between two column reads of A; scaled per layer by tokens per image",
     )
-    in_chop_prob: float = Field(0.1, ge=0, le=1, description="probability of flipping the chopper")
-    auto_granularity: float = Field(
-        1000, ge=0, le=1e7, description="transfer granularity in updates (0 = off)"
+    in_chop_prob: float | None = Field(
+        None, ge=0, le=1, description="probability of flipping a column's chopper after its read"
     )
-    update_bl: int = Field(5, ge=1, le=1000, description="pulse-train length (desired_bl) of updates")
+    auto_granularity: float | None = Field(
+        None,
+        ge=0,
+        le=1e7,
+        description="transfer granularity in images' worth of updates (0 = off); scaled per "
+        "layer by tokens per image",
+    )
+    update_bl: int | None = Field(
+        None, ge=1, le=1000, description="pulse-train length (desired_bl) of gradient updates"
+    )
+    transfer_bl: int | None = Field(
+        None, ge=1, le=1000, description="most pulses written into the slow tile per transfer"
+    )
 
 
 class WeightsRef(StrictModel):
@@ -291,13 +319,14 @@ class JobSpec(StrictModel):
             raise ValueError(f"algorithm {self.algorithm} needs a device")
         if self.training.kind == "pretrain" and self.algorithm != "fp":
             raise ValueError("pretrain jobs are digital: use algorithm fp")
+        transfer = KNOB_ALGORITHMS["device.transfer_noise"]
         if (
             self.device is not None
             and self.device.transfer_noise is not None
-            and self.algorithm not in ("fp", *TRANSFER_ALGORITHMS)
+            and self.algorithm not in ("fp", *transfer)
         ):
             raise ValueError(
-                f"device.transfer_noise applies to {', '.join(TRANSFER_ALGORITHMS)}; "
+                f"device.transfer_noise applies to {', '.join(transfer)}; "
                 f"algorithm {self.algorithm} has no transfer"
             )
         return self

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from cttv2_engine.devices import DEVICE_CLASSES, build_device, build_rpu_config
+from cttv2_engine.devices import DEVICE_CLASSES, build_device, build_rpu_config, per_layer_config
 from cttv2_engine.families import FAMILIES
+from cttv2_engine.recipes import RECIPES, WEIGHT_SCALING_OMEGA
 from cttv2_engine.spec import DEVICE_FAMILIES, DEVICE_PRESETS, AlgorithmOptions, DeviceSpec
 
 OPTIONS = AlgorithmOptions()
@@ -94,7 +95,8 @@ def test_io_and_device_knobs_reach_the_config():
                       dw_min_dtod=0.2, w_max_dtod=0.15, up_down_dtod=0.05, dw_min_std=0.4,
                       write_noise_std=2.0, dac_bits=6, adc_bits=8, out_noise=0.02)
     config = build_rpu_config("c-ttv2", spec, AlgorithmOptions(fast_lr=0.3, transfer_every=2,
-                                                               in_chop_prob=0.2, update_bl=7))
+                                                               in_chop_prob=0.2, update_bl=7,
+                                                               transfer_bl=2))
     fast, slow = config.device.unit_cell_devices
     for dev in (fast, slow):
         assert dev.dw_min == pytest.approx(2.0 / 400)
@@ -106,7 +108,37 @@ def test_io_and_device_knobs_reach_the_config():
     assert config.forward.out_noise == config.backward.out_noise == 0.02
     dev = config.device
     assert (dev.fast_lr, dev.transfer_every, dev.in_chop_prob) == (0.3, 2, 0.2)
-    assert config.update.desired_bl == 7 and dev.transfer_update.desired_bl == 7
+    assert config.update.desired_bl == 7 and dev.transfer_update.desired_bl == 2
+    assert config.mapping.weight_scaling_omega == WEIGHT_SCALING_OMEGA  # unset: the recipe's
+    mapped = build_rpu_config("sgd", DeviceSpec(weight_scaling_omega=0.9), AlgorithmOptions())
+    assert mapped.mapping.weight_scaling_omega == 0.9
+
+
+def test_unset_options_resolve_to_each_algorithms_recipe():
+    for algorithm in ("c-ttv2", "ttv2", "agad"):
+        dev = build_rpu_config(algorithm, DeviceSpec(), AlgorithmOptions()).device
+        recipe = RECIPES[algorithm]
+        assert (dev.fast_lr, dev.transfer_every, dev.in_chop_prob, dev.auto_granularity) == (
+            recipe.fast_lr, recipe.transfer_every, recipe.in_chop_prob, recipe.auto_granularity)
+        assert dev.transfer_update.desired_bl == recipe.transfer_bl
+    sgd = build_rpu_config("sgd", DeviceSpec(), AlgorithmOptions())
+    assert sgd.update.desired_bl == RECIPES["sgd"].update_bl
+
+
+def test_ttv2_is_cttv2_without_choppers_and_nothing_else():
+    """The ablation changes one thing: aihwkit's own "ttv2" preset also turns auto_scale off."""
+    cttv2 = build_rpu_config("c-ttv2", DeviceSpec(), AlgorithmOptions(in_chop_prob=0.0)).device
+    ttv2 = build_rpu_config("ttv2", DeviceSpec(), AlgorithmOptions()).device
+    assert ttv2.in_chop_prob == 0.0 and ttv2.auto_scale is True
+    assert repr(ttv2) == repr(cttv2)
+
+
+def test_auto_granularity_and_transfer_period_scale_with_tokens():
+    """Tokens count as updates: both per-update periods are per image, times tokens per image."""
+    base = build_rpu_config("c-ttv2", DeviceSpec(), AlgorithmOptions(transfer_every=0.5,
+                                                                     auto_granularity=100))
+    layer = per_layer_config(base, 64)
+    assert layer.device.transfer_every == 32 and layer.device.auto_granularity == 6400
 
 
 @pytest.mark.parametrize("algorithm, compound", [
@@ -119,7 +151,7 @@ def test_algorithms_build_their_compounds(algorithm, compound):
     if algorithm == "ttv2":
         assert config.device.in_chop_prob == 0.0
     if algorithm == "c-ttv2":
-        assert config.device.in_chop_prob == OPTIONS.in_chop_prob
+        assert config.device.in_chop_prob == RECIPES["c-ttv2"].in_chop_prob
 
 
 def test_whitelist_covers_every_family_and_presets_match_aihwkit():

@@ -151,7 +151,12 @@ def test_presets_listing_is_json_and_documents_knobs():
     assert knobs["dw_min"]["exclusiveMinimum"] == 0 and knobs["dw_min"]["unit"] == "weight units"
     assert knobs["sp_skew"]["minimum"] == -1 and knobs["sp_skew"]["maximum"] == 1
     opts = data["algorithm_options"]
-    assert opts["fast_lr"]["default"] == 0.5 and opts["transfer_every"]["unit"].startswith("samples")
+    assert opts["fast_lr"].get("default") is None and opts["transfer_every"]["unit"].startswith("images")
+    from cttv2_engine.recipes import RECIPES
+
+    assert data["algorithms"]["c-ttv2"]["recipe"]["fast_lr"] == RECIPES["c-ttv2"].fast_lr
+    assert data["algorithms"]["fp"]["default_lr"] == RECIPES["fp"].lr
+    assert knobs["weight_scaling_omega"]["unit"] == "fraction of w_max"
     assert set(data["algorithms"]) == {"c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp"}
     assert any(m["name"] == "swin_micro" for m in data["models"])
     assert set(data["datasets"]) == {"cifar100", "cifar10", "digits", "imagefolder"}

@@ -4,28 +4,24 @@ Pretrain a small Swin digitally on digits 0-4, then fine-tune on digits 5-9 on a
 SoftBoundsReference device with realistic non-idealities:
 
 - fp and c-TTv2 with the last Swin stage + head analog: c-TTv2 ends within 5 points of fp;
-- c-TTv2 and plain in-memory SGD (engine default lr) with every layer analog, on the same
-  device with very noisy writes (cycle-to-cycle step noise twice the step): over three
-  fine-tuning seeds, c-TTv2 ends clearly above SGD on average. SGD writes every noisy pulse
-  straight into the weights; c-TTv2 gathers the gradient on its fast tile and moves only what
-  passes the transfer threshold. With only the last stage analog, SGD keeps up at this size;
-  its failure shows where layers see many tokens per image (stage 0: 64 per image).
+- c-TTv2 and plain in-memory SGD (each at its recipe) with every layer analog, on the same
+  device with very noisy writes (cycle-to-cycle step noise twice the step): c-TTv2 ends far
+  above SGD. SGD writes every noisy pulse straight into the weights; c-TTv2 gathers the
+  gradient on its fast tile and moves only what passes the transfer threshold;
+- c-TTv2 at the CPU study's largest SP skew stays within 10 points of skew 0, and in-memory
+  SGD does not improve when the symmetry points spread or skew (the physics: its weights
+  drift towards their devices' symmetry points with every pulse).
 
-"Ends" = mean of the last two evaluations for the fp comparison; for the SGD comparison, the
+"Ends" = mean of the last two evaluations for the fp comparison; for the SGD comparisons, the
 mean of the second half of training (last 4 of 8 evaluations), because all-analog runs swing
-by up to 10 points between evaluations (noisy analog reads, weights still moving).
+between evaluations (noisy analog reads, weights still moving; SGD by up to 15 points).
 
-Why these settings (measured on this machine, 8 epochs, all analog; c-TTv2 minus SGD, mean of
-the last 4 evaluations, one run per fine-tuning seed):
-- write noise 2x the step, seeds 0-11: +0.10 +0.15 +0.16 +0.21 +0.27 +0.09 +0.22 +0.09 +0.12
-  +0.10 +0.23 +0.10 (mean 0.152, sd 0.062; c-TTv2 0.65-0.80, SGD 0.49-0.64). Every 3-seed
-  mean of these is at least 0.09; the test asks 0.05 of the mean of three.
-- write noise 1x the step, seeds 0-12: mean 0.13 but sd 0.07 with two seeds at 0.00 (SGD
-  0.81-0.82 there), and one CI run failed a single-seed +0.05 check: too close to its spread.
-- the realistic device (write noise 0.3x), last two evaluations, seeds 0-5: +0.025..+0.17.
-The simulator's pulse noise is not seedable, so a seed fixes the data order and
-initialisation, not the outcome: the margins leave room for that spread.
-Slow: about 5 minutes on one core, 3 of them for the three-seed SGD comparison.
+Why these margins (measured on this machine at the calibrated recipe, 8 epochs, all analog,
+mean of the last 4 evaluations): write noise 2x the step, seeds 0-2: c-TTv2 0.90 / 0.90 / 0.93,
+SGD 0.40 / 0.42 / 0.45 (gaps +0.48..+0.50), so one seed and a margin of 0.25 suffice. (At the
+old defaults the gap was +0.09..+0.27 and needed three seeds.) The simulator's pulse noise is
+not seedable, so a seed fixes the data order and initialisation, not the outcome: the margins
+leave room for that spread. Slow: about 7 minutes on one core.
 """
 
 from __future__ import annotations
@@ -55,8 +51,7 @@ REALISTIC_DEVICE = {
 # Write noise twice the step: where in-memory SGD visibly pays for writing every update, and
 # the c-TTv2 claim is about exactly that.
 NOISY_WRITES_DEVICE = REALISTIC_DEVICE | {"dw_min_std": 2.0}
-MARGIN_OVER_SGD = 0.05  # on the mean over SGD_SEEDS of the late-training gap
-SGD_SEEDS = 3
+MARGIN_OVER_SGD = 0.25  # on the late-training gap
 # The first fine-tuning seed (data order, head init); the pretrained base is always seed 0.
 SEED = int(os.environ.get("CTTV2_PROOF_SEED", "0"))
 
@@ -77,11 +72,11 @@ def pretrain(root: Path, seed: int = 0) -> RunContext:
 
 
 def finetune(ctx: RunContext, algorithm: str, scope: str, *, epochs: int, seed: int,
-             lr: float | None = None, device: dict = REALISTIC_DEVICE) -> dict:
+             lr: float | None = None, device: dict = REALISTIC_DEVICE, digital_parts: str = "frozen") -> dict:
     spec = {
         "algorithm": algorithm,
         "model": {"arch": "swin_micro", "pretrained": {"weights": "base.safetensors"},
-                  "analog_scope": scope, "digital_parts": "frozen"},
+                  "analog_scope": scope, "digital_parts": digital_parts},
         "data": {"dataset": "digits", "classes": [5, 6, 7, 8, 9]},
         "training": {"epochs": epochs, "batch_size": 16, "seed": seed, "schedule": "cosine"},
     }
@@ -89,7 +84,7 @@ def finetune(ctx: RunContext, algorithm: str, scope: str, *, epochs: int, seed: 
         spec["training"]["lr"] = lr
     if algorithm != "fp":
         spec["device"] = device
-    name = f"{algorithm}-{scope}-{seed}"
+    name = f"{algorithm}-{scope}-{seed}-{abs(hash(json.dumps(device, sort_keys=True))) % 10**6}"
     result = run(spec, workdir=Path(ctx.weights_dir).parent / name, context=ctx)
     curve = [h["test_accuracy"] for h in result.history]
     # Analog reads are noisy at test time too (a few images flip between evaluations): judge
@@ -121,10 +116,70 @@ def test_cttv2_fine_tunes_within_5_points_of_fp(pretrained):
 
 @pytest.mark.slow
 def test_cttv2_clearly_beats_in_memory_sgd_on_the_same_device(pretrained):
-    gaps = []
-    for seed in range(SEED, SEED + SGD_SEEDS):
-        cttv2 = finetune(pretrained, "c-ttv2", "all", epochs=8, seed=seed, device=NOISY_WRITES_DEVICE)
-        sgd = finetune(pretrained, "sgd", "all", epochs=8, seed=seed, device=NOISY_WRITES_DEVICE)  # default lr 0.1
-        _report(cttv2, sgd)
-        gaps.append(round(cttv2["late"] - sgd["late"], 4))
-    assert sum(gaps) / len(gaps) >= MARGIN_OVER_SGD, gaps
+    cttv2 = finetune(pretrained, "c-ttv2", "all", epochs=8, seed=SEED, device=NOISY_WRITES_DEVICE)
+    sgd = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, device=NOISY_WRITES_DEVICE)
+    _report(cttv2, sgd)
+    assert cttv2["late"] - sgd["late"] >= MARGIN_OVER_SGD, (cttv2, sgd)
+
+
+# The CPU study's reference device (examples/study-cpu-sweep.yaml) and its largest SP skew.
+STUDY_DEVICE = {"family": "SoftBoundsReference", "dw_min": 0.01, "sp_variability": 0.05,
+                "out_noise": 0.06, "dac_bits": 7, "adc_bits": 9}
+STUDY_MAX_SKEW = 0.3
+
+
+@pytest.mark.slow
+def test_cttv2_survives_the_studys_largest_sp_skew(pretrained):
+    """At the recipe's defaults, every layer analog: no divergence at SP skew 0.3 (it gave NaN
+    on every seed before the recipe was calibrated) and within 10 points of skew 0. Measured
+    (docs/study.md): 3-seed means 94.6% at skew 0, 91.5% at 0.3 for seed 0. ~2.5 minutes."""
+    runs = {skew: finetune(pretrained, "c-ttv2", "all", epochs=8, seed=SEED, digital_parts="trained",
+                           device=STUDY_DEVICE | {"sp_skew": skew})
+            for skew in (0.0, STUDY_MAX_SKEW)}
+    _report(*runs.values())
+    for run_ in runs.values():
+        assert all(0.0 <= c <= 1.0 for c in run_["curve"]), run_  # finite: no NaN, no divergence
+    assert runs[0.0]["end"] > 0.85, runs[0.0]
+    assert runs[STUDY_MAX_SKEW]["end"] >= runs[0.0]["end"] - 0.10, runs
+
+
+def _weight_scale(ctx: RunContext, run_: dict) -> float:
+    """Mean over the body's weight matrices of std(fine-tuned) / std(pretrained)."""
+    from safetensors.torch import load_file
+
+    base = load_file(str(Path(ctx.weights_dir) / "base.safetensors"))
+    tuned = load_file(str(Path(ctx.weights_dir).parent / run_["name"] / "weights.safetensors"))
+    ratios = [(tuned[k].std() / w.std()).item() for k, w in base.items()
+              if w.dim() >= 2 and not k.startswith("head.") and tuned[k].shape == w.shape]
+    return sum(ratios) / len(ratios)
+
+
+@pytest.mark.slow
+def test_knobs_move_in_sgd_the_way_the_physics_says(pretrained):
+    """In-memory SGD writes every token's update as pulses onto the weights themselves, and a
+    soft-bounds device drifts towards its symmetry point (SP) with every pulse.
+
+    - SP skew: every weight drifts towards the same offset. That cannot help: skew 0.3 must not
+      train better than the reference device.
+    - SP variability: SGD does train *better* with spread SPs (study: see docs/study.md), and
+      the weights show why. On the reference device (SPs within 0.05 of zero) the drift pulls
+      every weight towards zero: the fine-tuned weights end at ~0.75x the pretrained std, and
+      the signal through the noisy periphery (read noise 0.06, 9-bit ADC) shrinks with them.
+      With SPs spread 0.3 the drift targets are random values of that size: the weights end
+      at ~1.6x the pretrained std (correlating less with them, 0.30 vs 0.58), larger than
+      the read noise, and the task is learned again on top. Measured, one seed: accuracy 52%
+      vs 84%, weight std ratio 0.75 vs 1.63. The test pins that mechanism. ~2 minutes.
+    """
+    reference = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
+                         device=STUDY_DEVICE)
+    spread = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
+                      device=STUDY_DEVICE | {"sp_variability": 0.3})
+    skewed = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
+                      device=STUDY_DEVICE | {"sp_skew": 0.3})
+    scales = {name: _weight_scale(pretrained, r)
+              for name, r in (("reference", reference), ("spread", spread), ("skewed", skewed))}
+    _report(reference, spread, skewed)
+    print(json.dumps({"weight_std_ratio": scales}))
+    assert skewed["late"] <= reference["late"] + 0.05, (skewed, reference)
+    assert scales["reference"] < 0.95, scales  # pulled towards the symmetry point at ~zero
+    assert scales["spread"] > scales["reference"] + 0.3, scales  # pulled towards spread SPs
