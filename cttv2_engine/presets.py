@@ -109,7 +109,6 @@ def listing() -> dict[str, Any]:
     }
 
 
-
 def digital_baseline_training(training: dict[str, Any]) -> dict[str, Any]:
     """The training section of a sweep's digital baseline, from the analog base's training
     section (a dict as sent, not validated): AdamW at the base's digital lr if it sets one,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cttv2_engine import registry
 from cttv2_engine.families import FAMILIES
+from cttv2_engine.recipes import WEIGHT_SCALING_OMEGA
 
 # Names users may write. Each maps to an aihwkit class through a whitelist in
 # cttv2_engine.devices; nothing is ever looked up by a user-typed name.
@@ -116,7 +117,7 @@ class DeviceSpec(StrictModel):
         gt=0,
         le=1,
         description="each layer's largest |weight| is mapped to this fraction of w_max, a fixed "
-        "digital output scale restores it (unset: 0.6)",
+        f"digital output scale restores it (unset: {WEIGHT_SCALING_OMEGA})",
     )
     dac_bits: int | None = Field(None, ge=2, le=16, description="input (DAC) resolution in bits")
     adc_bits: int | None = Field(None, ge=2, le=16, description="output (ADC) resolution in bits")
