@@ -35,8 +35,12 @@ def main() -> None:
         finetune = client.jobs.submit(args.finetune, overrides=start)
         baseline = None
         if not args.no_baseline:
-            baseline = client.jobs.submit(args.finetune, overrides={**start, "algorithm": "fp",
-                                                                    "name": f"{finetune.name or 'finetune'}-fp"})
+            # Digital fine-tuning trained to convergence, as the sweeps' baseline: the fp recipe's
+            # lr (training.lr unset) for twice the analog job's epochs.
+            epochs = 2 * finetune.spec["training"]["epochs"]
+            baseline = client.jobs.submit(args.finetune, overrides={
+                **start, "algorithm": "fp", "training.lr": None, "training.epochs": epochs,
+                "name": f"{finetune.name or 'finetune'}-fp"})
         results = [pre, client.jobs.wait(finetune, label=f"fine-tune {finetune.algorithm}")]
         if baseline is not None:
             results.append(client.jobs.wait(baseline, label="fine-tune fp"))
