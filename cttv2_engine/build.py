@@ -40,7 +40,7 @@ class TrainModel:
 
         Built after any checkpoint restore (aihwkit replaces tile contexts on load). The
         analog lr is what aihwkit's tiles get: for the Tiki-Taka family it scales the
-        transfer into the slow weights; fast_lr sets the fast tile's step (ENGINE_FACTS).
+        transfer into the slow weights; fast_lr sets the fast tile's step (docs/engine.md).
         """
         training = self.spec.training
         lr = training.lr or DEFAULT_LR[self.spec.algorithm]

@@ -7,8 +7,13 @@ in tests/engine/test_knobs.py):
 - sp_skew m        -> SoftBoundsReference ``reference_mean = -m`` with the device's own
                       symmetry point subtracted: the symmetry point sits at +m
 - sp_variability s -> ``reference_std = s`` (device-to-device std of the symmetry point)
-- transfer_noise   -> ``device.transfer_forward.out_noise`` (noise on reading A in a transfer)
+- transfer_noise   -> ``device.transfer_forward.out_noise`` (noise on reading A in a transfer;
+                      unset: the forward read's out_noise, as build_config copies the IO)
+- weight_scaling_omega -> ``mapping.weight_scaling_omega`` (unset: recipes.WEIGHT_SCALING_OMEGA)
 - dac/adc bits b   -> ``inp_res`` / ``out_res`` = 1 / (2**b - 2)
+
+Unset algorithm options resolve to the algorithm's recipe (cttv2_engine.recipes); why each
+mapping and recipe value is what it is: docs/engine.md and docs/study.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ _IO = ("dac_bits", "adc_bits", "out_noise", "transfer_noise", "weight_scaling_om
 
 # name -> aihwkit class name, kind, the knobs it takes, and its defaults in our units.
 # Generic families get a working default range (aihwkit's own, dw_min 0.001 on +-0.6, moves
-# too little per pulse for transfer learning in tens of epochs; see ENGINE_FACTS). Presets keep
+# too little per pulse for transfer learning in tens of epochs; see docs/engine.md). Presets keep
 # aihwkit's published values exactly: their point is to be that device.
 _GENERIC = {"dw_min": 0.01, "w_min": -1.0, "w_max": 1.0, "up_down": 0.0, "dw_min_dtod": 0.3,
             "w_max_dtod": 0.3, "up_down_dtod": 0.01, "dw_min_std": 0.3}

@@ -67,7 +67,7 @@ def tokens_per_sample(model: nn.Module, img_size: int, names: list[str]) -> dict
     """How many mat-vecs each layer does per input image (Linear: tokens; Conv2d: positions).
 
     aihwkit counts every token as one update for the transfer schedule, so a per-sample
-    ``transfer_every`` has to be scaled by this per layer (see ENGINE_FACTS).
+    ``transfer_every`` and ``auto_granularity`` are scaled by this per layer (docs/engine.md).
     """
     counts: dict[str, int] = {}
     modules = dict(model.named_modules())
