@@ -126,9 +126,7 @@ def build_io(spec: DeviceSpec) -> IOParameters:
 
 def resolved_options(algorithm: str, options: AlgorithmOptions) -> AlgorithmOptions:
     """The spec's algorithm options with the algorithm's recipe filled in where unset."""
-    recipe = RECIPES[algorithm].options()
-    given = options.model_dump(exclude_none=True)
-    return AlgorithmOptions(**{**{k: v for k, v in recipe.items() if v is not None}, **given})
+    return AlgorithmOptions(**{**RECIPES[algorithm].options(), **options.model_dump(exclude_none=True)})
 
 
 def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions) -> Any:

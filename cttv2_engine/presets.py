@@ -14,6 +14,7 @@ from cttv2_engine.recipes import BASELINE_EPOCHS_FACTOR, RECIPES
 from cttv2_engine.spec import (
     ALGORITHMS,
     DATASETS,
+    MAX_EPOCHS,
     AlgorithmOptions,
     DataSpec,
     DeviceSpec,
@@ -98,7 +99,7 @@ def listing() -> dict[str, Any]:
         "algorithm_options": algo_knobs,
         "algorithms": {
             a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a],
-                "recipe": {k: v for k, v in RECIPES[a].options().items() if v is not None}}
+                "recipe": RECIPES[a].options()}
             for a in ALGORITHMS
         },
         "models": registry.listing(),
@@ -116,7 +117,7 @@ def digital_baseline_training(training: dict[str, Any]) -> dict[str, Any]:
     trained to convergence rather than to the analog job's budget (docs/study.md)."""
     out = dict(training)
     epochs = training.get("epochs") or TrainingSpec.model_fields["epochs"].default
-    out["epochs"] = min(epochs * BASELINE_EPOCHS_FACTOR, TrainingSpec.model_fields["epochs"].metadata[-1].le)
+    out["epochs"] = min(epochs * BASELINE_EPOCHS_FACTOR, MAX_EPOCHS)
     out["lr"] = training.get("digital_lr") or RECIPES["fp"].lr
     out["digital_lr"] = None
     return out

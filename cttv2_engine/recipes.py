@@ -34,8 +34,8 @@ class Recipe:
     transfer_bl: int | None = None
 
     def options(self) -> dict[str, Any]:
-        """The algorithm_options part (unset for algorithms without them)."""
-        return {k: v for k, v in asdict(self).items() if k != "lr"}
+        """The algorithm_options this recipe sets (none for algorithms without them)."""
+        return {k: v for k, v in asdict(self).items() if k != "lr" and v is not None}
 
 
 # c-TTv2: a transfer gain (lr x in_size x transfer_every / (dw_min x auto_granularity)) of order
@@ -53,7 +53,6 @@ RECIPES: dict[str, Recipe] = {
     "mixed-precision": Recipe(lr=0.1, update_bl=5),
     "fp": Recipe(lr=3e-3),
 }
-OPTION_NAMES = tuple(k for k in Recipe.__dataclass_fields__ if k != "lr")
 
 # How each layer's weights are mapped onto the devices: the largest |weight| of a layer sits at
 # this fraction of w_max and a fixed digital output scale restores the layer's magnitude
@@ -65,7 +64,3 @@ WEIGHT_SCALING_OMEGA = 0.6
 # The sweeps' digital baseline: AdamW at the fp recipe's lr for twice the analog job's epochs
 # (on the study's task 16 epochs at 3e-3 converge: 96.4 +- 0.5% over 3 seeds; 8 epochs: 94.2).
 BASELINE_EPOCHS_FACTOR = 2
-
-
-def default_lr(algorithm: str) -> float:
-    return RECIPES[algorithm].lr

@@ -42,6 +42,7 @@ DEVICE_PRESETS = (
 ALGORITHMS = ("c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp")
 DATASETS = ("cifar100", "cifar10", "digits", "imagefolder")
 # Plain names only: datasets and weights are looked up by name inside configured dirs.
+MAX_EPOCHS = 10_000  # training.epochs; the digital baseline doubles epochs up to it
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 Algorithm = Literal["c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp"]
@@ -281,7 +282,7 @@ class DataSpec(StrictModel):
 
 class TrainingSpec(StrictModel):
     kind: Literal["finetune", "pretrain"] = "finetune"
-    epochs: int = Field(5, ge=1, le=10_000)
+    epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(16, ge=1, le=4096)
     lr: float | None = Field(
         None,
