@@ -43,9 +43,13 @@ def main(size_mb: int = 1024) -> None:
                 for _ in range(size_mb):
                     fh.write(block)
                     digest.update(block)
-            stack.sql("INSERT INTO artifacts (job_id, name, kind, size, sha256, created_at, updated_at) "
-                      "VALUES (:j, 'checkpoints/big.pt', 'checkpoint', :s, :h, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-                      j=job["id"], s=size_mb << 20, h=digest.hexdigest())
+            stack.sql(
+                "INSERT INTO artifacts (job_id, name, kind, size, sha256, created_at, updated_at) "
+                "VALUES (:j, 'checkpoints/big.pt', 'checkpoint', :s, :h, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                j=job["id"],
+                s=size_mb << 20,
+                h=digest.hexdigest(),
+            )
             pid = stack.api.popen.pid
             url = f"/v1/jobs/{job['id']}/artifacts/checkpoints/big.pt"
             client.get(url, headers={"Range": "bytes=0-0"})  # warm up
@@ -70,10 +74,14 @@ def main(size_mb: int = 1024) -> None:
             t0 = time.perf_counter()
             tail = client.get(url, headers={"Range": "bytes=-1048576"})
             tail_ms = (time.perf_counter() - t0) * 1000
-            print(f"{'file':>10} {'MB/s':>8} {'API RSS before':>15} {'API RSS peak':>13} "
-                  f"{'sha256 ok':>10} {'last 1 MB (Range)':>18}")
-            print(f"{size_mb:>7} MB {size_mb / seconds:>8.0f} {base:>12.0f} MB {peak[0]:>10.0f} MB {ok!s:>10} "
-                  f"{tail.status_code:>6} in {tail_ms:.0f} ms")
+            print(
+                f"{'file':>10} {'MB/s':>8} {'API RSS before':>15} {'API RSS peak':>13} "
+                f"{'sha256 ok':>10} {'last 1 MB (Range)':>18}"
+            )
+            print(
+                f"{size_mb:>7} MB {size_mb / seconds:>8.0f} {base:>12.0f} MB {peak[0]:>10.0f} MB {ok!s:>10} "
+                f"{tail.status_code:>6} in {tail_ms:.0f} ms"
+            )
         finally:
             stack.destroy()
 

@@ -28,8 +28,7 @@ def job_spec(algorithm: str, scope: str, batch: int, per_class: int) -> dict:
     spec = {
         "algorithm": algorithm,
         "model": {"arch": "swin_micro", "analog_scope": scope, "digital_parts": "frozen"},
-        "data": {"dataset": "digits", "classes": [0, 1, 2, 3, 4], "train_per_class": per_class,
-                 "test_per_class": 2},
+        "data": {"dataset": "digits", "classes": [0, 1, 2, 3, 4], "train_per_class": per_class, "test_per_class": 2},
         "training": {"epochs": 1, "batch_size": batch, "seed": 0, "schedule": "constant"},
     }
     if algorithm != "fp":
@@ -44,17 +43,24 @@ def measure_engine(spec: dict) -> list[float]:
     starts: list[float] = []
 
     class Timer:
-        def on_progress(self, p): pass
-        def on_metrics(self, step, epoch, metrics): pass
-        def on_checkpoint(self, path, kind): pass
-        def on_log(self, line): pass
+        def on_progress(self, p):
+            pass
+
+        def on_metrics(self, step, epoch, metrics):
+            pass
+
+        def on_checkpoint(self, path, kind):
+            pass
+
+        def on_log(self, line):
+            pass
 
         def should_stop(self) -> bool:
             starts.append(time.perf_counter())
             return False
 
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(data_dir=Path(tmp), weights_dir=Path(tmp), device="auto")
+        ctx = RunContext(data_dir=Path(tmp), weights_dir=Path(tmp), compute="auto")
         run(spec, workdir=Path(tmp) / "job", callbacks=Timer(), context=ctx)
     return starts
 
@@ -69,12 +75,12 @@ def measure_bare(spec: dict) -> list[float]:
     from cttv2_engine import models
     from cttv2_engine.data import load_dataset, to_model_input, train_batches
     from cttv2_engine.devices import build_rpu_config, per_layer_config
-    from cttv2_engine.hardware import select_device
+    from cttv2_engine.hardware import select_compute
     from cttv2_engine.presets import DEFAULT_LR
     from cttv2_engine.spec import JobSpec
 
     js = JobSpec.model_validate(spec)
-    device = torch.device(select_device("auto").device)
+    device = select_compute("auto").torch_device
     data = load_dataset(js.data, Path("."), 32)
     torch.manual_seed(0)
     model = models.build_model("swin_micro", 32, data.num_classes)
@@ -86,14 +92,19 @@ def measure_bare(spec: dict) -> list[float]:
         names = models.analog_layer_names(model, prefixes)
         tokens = models.tokens_per_sample(model, 32, names)
         config = build_rpu_config(js.algorithm, js.device, js.algorithm_options)
-        exclude = [n for n, m in model.named_modules()
-                   if isinstance(m, models.ANALOG_CAPABLE) and n not in names]
+        exclude = [n for n, m in model.named_modules() if isinstance(m, models.ANALOG_CAPABLE) and n not in names]
         model = convert_to_analog(
-            model, config, exclude_modules=exclude, inplace=True,
-            specific_rpu_config_fun=lambda n, m, c: per_layer_config(c, tokens.get(n, 1)))
+            model,
+            config,
+            exclude_modules=exclude,
+            inplace=True,
+            specific_rpu_config_fun=lambda n, m, c: per_layer_config(c, tokens.get(n, 1)),
+        )
         digital = models.digital_parameters(model, prefixes, False)
-        optimizers = [torch.optim.AdamW(digital, lr=1e-3),
-                      AnalogSGD(models.analog_parameters(model), lr=DEFAULT_LR[js.algorithm])]
+        optimizers = [
+            torch.optim.AdamW(digital, lr=1e-3),
+            AnalogSGD(models.analog_parameters(model), lr=DEFAULT_LR[js.algorithm]),
+        ]
     model = model.to(device).train()
     starts = []
     for images, labels in train_batches(data.train, js.training.batch_size, 0, 0):
@@ -118,13 +129,17 @@ def one(args: argparse.Namespace) -> None:
     steps = [b - a for a, b in itertools.pairwise(starts)][WARMUP:]
     step_s = sorted(steps)[len(steps) // 2]  # median: robust to a stray slow step
     peak_gpu = (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
-    print(json.dumps({
-        "step_ms": 1000 * step_s,
-        "images_per_s": args.batch / step_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_gpu_mb": peak_gpu,
-        "steps": len(steps),
-    }))
+    print(
+        json.dumps(
+            {
+                "step_ms": 1000 * step_s,
+                "images_per_s": args.batch / step_s,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_gpu_mb": peak_gpu,
+                "steps": len(steps),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -139,11 +154,15 @@ def main() -> None:
     if args.one:
         return one(args)
 
-    print(f"swin_micro, digits 0-4 ({5 * args.per_class} images), batch {args.batch}, "
-          f"analog scope {args.scope}, 1 torch thread; median step after {WARMUP} warm-up, "
-          f"best of {args.rounds} alternating rounds")
-    header = (f"{'algorithm':<10} {'engine img/s':>13} {'bare img/s':>11} {'time engine/bare':>17} "
-              f"{'step ms':>8} {'peak RSS MB (engine/bare)':>27}")
+    print(
+        f"swin_micro, digits 0-4 ({5 * args.per_class} images), batch {args.batch}, "
+        f"analog scope {args.scope}, 1 torch thread; median step after {WARMUP} warm-up, "
+        f"best of {args.rounds} alternating rounds"
+    )
+    header = (
+        f"{'algorithm':<10} {'engine img/s':>13} {'bare img/s':>11} {'time engine/bare':>17} "
+        f"{'step ms':>8} {'peak RSS MB (engine/bare)':>27}"
+    )
     print(header)
     print("-" * len(header))
     for algorithm in ALGORITHMS:
@@ -152,18 +171,33 @@ def main() -> None:
         # the slowest rounds measure the neighbours, not the code.
         for _ in range(args.rounds):
             for impl in ("engine", "bare"):
-                cmd = [sys.executable, __file__, "--one", algorithm, "--impl", impl, "--scope",
-                       args.scope, "--batch", str(args.batch), "--per-class", str(args.per_class)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    algorithm,
+                    "--impl",
+                    impl,
+                    "--scope",
+                    args.scope,
+                    "--batch",
+                    str(args.batch),
+                    "--per-class",
+                    str(args.per_class),
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 res = json.loads(out.stdout.strip().splitlines()[-1])
                 if impl not in best or res["images_per_s"] > best[impl]["images_per_s"]:
                     best[impl] = res
         e, b = best["engine"], best["bare"]
-        print(f"{algorithm:<10} {e['images_per_s']:>13.1f} {b['images_per_s']:>11.1f} "
-              f"{b['images_per_s'] / e['images_per_s']:>17.3f} {e['step_ms']:>8.1f} "
-              f"{e['peak_rss_mb']:>15.0f} / {b['peak_rss_mb']:.0f}")
+        print(
+            f"{algorithm:<10} {e['images_per_s']:>13.1f} {b['images_per_s']:>11.1f} "
+            f"{b['images_per_s'] / e['images_per_s']:>17.3f} {e['step_ms']:>8.1f} "
+            f"{e['peak_rss_mb']:>15.0f} / {b['peak_rss_mb']:.0f}"
+        )
         if e.get("peak_gpu_mb") is not None:
             print(f"{'':<10} peak GPU MB engine {e['peak_gpu_mb']:.0f} / bare {b['peak_gpu_mb']:.0f}")
+
 
 if __name__ == "__main__":
     main()

@@ -80,7 +80,7 @@ def build_with_engine(args: argparse.Namespace, device: torch.device):
         }
     )
     scratch = Path(tempfile.mkdtemp(prefix="cttv2-bench-"))
-    context = RunContext(data_dir=scratch, weights_dir=scratch, device=args.device)
+    context = RunContext(data_dir=scratch, weights_dir=scratch, compute=args.device)
     tm = build_train_model(spec, args.num_classes, context, device, load_pretrained=False)
     return tm.model, tm.make_optimizers(), tm.num_tiles
 
@@ -93,9 +93,7 @@ def tokens_per_sample(model: nn.Module, img: int) -> dict[str, int]:
         if isinstance(module, nn.Linear):
             hooks.append(
                 module.register_forward_hook(
-                    lambda m, i, o, name=name: tokens.__setitem__(
-                        name, i[0].numel() // i[0].shape[0] // m.in_features
-                    )
+                    lambda m, i, o, name=name: tokens.__setitem__(name, i[0].numel() // i[0].shape[0] // m.in_features)
                 )
             )
         elif isinstance(module, nn.Conv2d):
@@ -120,9 +118,7 @@ def build_with_aihwkit(args: argparse.Namespace, device: torch.device):
     from aihwkit.simulator.configs.devices import SoftBoundsReferenceDevice
     from aihwkit.simulator.parameters import UpdateParameters
 
-    model = timm.create_model(
-        ARCH, pretrained=False, num_classes=args.num_classes, img_size=args.img
-    )
+    model = timm.create_model(ARCH, pretrained=False, num_classes=args.num_classes, img_size=args.img)
     tokens = tokens_per_sample(model, args.img)
     config = build_config(
         "c-ttv2",
@@ -200,9 +196,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda":
         if not rpu_cuda.is_compiled():
-            raise SystemExit(
-                "aihwkit has no CUDA compiled in: build it with scripts/build-aihwkit-cuda.sh"
-            )
+            raise SystemExit("aihwkit has no CUDA compiled in: build it with scripts/build-aihwkit-cuda.sh")
         if not torch.cuda.is_available():
             raise SystemExit("torch sees no CUDA GPU")
         torch.cuda.reset_peak_memory_stats(device)
@@ -274,12 +268,8 @@ def run(args: argparse.Namespace) -> dict:
         result.update(
             {
                 "gpu": torch.cuda.get_device_name(device),
-                "gpu_peak_torch_allocated_gib": round(
-                    torch.cuda.max_memory_allocated(device) / 2**30, 3
-                ),
-                "gpu_peak_torch_reserved_gib": round(
-                    torch.cuda.max_memory_reserved(device) / 2**30, 3
-                ),
+                "gpu_peak_torch_allocated_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3),
+                "gpu_peak_torch_reserved_gib": round(torch.cuda.max_memory_reserved(device) / 2**30, 3),
                 # aihwkit's own tile buffers are not all allocated through torch: count the device.
                 "gpu_used_by_run_gib": round((gpu_used_bytes() - used_before) / 2**30, 3),
             }
@@ -303,9 +293,7 @@ def print_row(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
-    print(
-        "| device | chip | batch | analog | tiles | median step | images/s | memory | steps | path |"
-    )
+    print("| device | chip | batch | analog | tiles | median step | images/s | memory | steps | path |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print_row(result)
     print("step times (s):", result["step_s"])

@@ -76,18 +76,25 @@ async def timed(rec: Recorder, route: str, call, expect: int = 200):
         return None
 
 
-async def api_client(base: str, token: str, lister: str, deep_cursor: str, until: float, rec: Recorder,
-                     created: list[int]) -> None:
+async def api_client(
+    base: str, token: str, lister: str, deep_cursor: str, until: float, rec: Recorder, created: list[int]
+) -> None:
     routes = [name for name, w in MIX for _ in range(w)]
     mine: list[int] = []
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c, \
-            httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {lister}"}, timeout=30) as big:
+    async with (
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c,
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {lister}"}, timeout=30) as big,
+    ):
         while time.monotonic() < until:
             route = random.choice(routes)
             if route == "submit" or (route == "poll" and not mine):
                 body = spec(TINY_FP, name=f"load-{uuid.uuid4().hex[:8]}")
-                r = await timed(rec, "POST /v1/jobs", c.post("/v1/jobs", json=body,
-                                headers={"Idempotency-Key": uuid.uuid4().hex}), expect=201)
+                r = await timed(
+                    rec,
+                    "POST /v1/jobs",
+                    c.post("/v1/jobs", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}),
+                    expect=201,
+                )
                 if r is not None:
                     mine.append(r.json()["id"])
                     created.append(r.json()["id"])
@@ -98,8 +105,11 @@ async def api_client(base: str, token: str, lister: str, deep_cursor: str, until
             elif route == "list 100k first page":
                 await timed(rec, "GET /v1/jobs (100k jobs, first page)", big.get("/v1/jobs", params={"limit": 50}))
             else:
-                await timed(rec, "GET /v1/jobs (100k jobs, deep page)",
-                            big.get("/v1/jobs", params={"limit": 50, "cursor": deep_cursor}))
+                await timed(
+                    rec,
+                    "GET /v1/jobs (100k jobs, deep page)",
+                    big.get("/v1/jobs", params={"limit": 50, "cursor": deep_cursor}),
+                )
 
 
 async def floor_client(base: str, ids: list[int], until: float, rec: Recorder) -> None:
@@ -115,12 +125,13 @@ async def drive(clients: list) -> float:
 
 
 def table(rec: Recorder, wall: dict[str, float]) -> str:
-    lines = ["| route | requests | errors | p50 ms | p95 ms | p99 ms | req/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| route | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for route, values in rec.latency.items():
         ms = [v * 1000 for v in values]
-        lines.append(f"| {route} | {len(ms)} | {len(rec.errors.get(route, []))} | {pct(ms, .5):.1f} | "
-                     f"{pct(ms, .95):.1f} | {pct(ms, .99):.1f} | {len(ms) / wall[route]:.1f} |")
+        lines.append(
+            f"| {route} | {len(ms)} | {len(rec.errors.get(route, []))} | {pct(ms, 0.5):.1f} | "
+            f"{pct(ms, 0.95):.1f} | {pct(ms, 0.99):.1f} | {len(ms) / wall[route]:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -133,8 +144,7 @@ def main() -> int:
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="cttv2-load-"))
-    stack = Stack.create("postgres", root, {"CTTV2_MAX_ACTIVE_JOBS_PER_USER": "1000000",
-                                            "CTTV2_PAGE_SIZE_MAX": "500"})
+    stack = Stack.create("postgres", root, {"CTTV2_MAX_ACTIVE_JOBS_PER_USER": "1000000", "CTTV2_PAGE_SIZE_MAX": "500"})
     floor_proc = None
     try:
         stack.start_api()
@@ -160,19 +170,35 @@ def main() -> int:
             seeded_s = time.monotonic() - t0
             lo, hi = conn.execute("SELECT min(id), max(id) FROM jobs WHERE user_id = %s", (lister_id,)).fetchone()
         deep_cursor = encode_cursor(lo + 1000)
-        print(f"seeded {args.seed_jobs} jobs in {seeded_s:.1f} s; {args.clients} clients for {args.duration:.0f} s ...",
-              flush=True)
+        print(
+            f"seeded {args.seed_jobs} jobs in {seeded_s:.1f} s; {args.clients} clients for {args.duration:.0f} s ...",
+            flush=True,
+        )
 
         rec, created = Recorder(), []
         until = time.monotonic() + args.duration
-        api_wall = asyncio.run(drive([api_client(stack.url, t, lister, deep_cursor, until, rec, created)
-                                      for t in tokens]))
+        api_wall = asyncio.run(
+            drive([api_client(stack.url, t, lister, deep_cursor, until, rec, created) for t in tokens])
+        )
 
         port = free_port()
         floor_proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "benchmarks.floor_app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=ROOT, env={**stack.env, "PYTHONPATH": str(ROOT)})
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.floor_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env={**stack.env, "PYTHONPATH": str(ROOT)},
+        )
         floor = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
@@ -190,13 +216,17 @@ def main() -> int:
         wall = {r: (floor_wall if r.startswith("floor") else api_wall) for r in rec.latency}
         total_errors = sum(len(v) for v in rec.errors.values())
         print()
-        print(f"{args.clients} concurrent clients, {args.duration:.0f} s against cttv2 serve (1 process) on "
-              f"PostgreSQL + Redis, {args.seed_jobs} jobs seeded; floor {args.floor_duration:.0f} s; "
-              f"{os.cpu_count()} CPUs shared by server and clients")
+        print(
+            f"{args.clients} concurrent clients, {args.duration:.0f} s against cttv2 serve (1 process) on "
+            f"PostgreSQL + Redis, {args.seed_jobs} jobs seeded; floor {args.floor_duration:.0f} s; "
+            f"{os.cpu_count()} CPUs shared by server and clients"
+        )
         print(table(rec, wall))
         api_total = sum(len(v) for r, v in rec.latency.items() if not r.startswith("floor"))
-        print(f"\nAPI: {api_total} requests, {api_total / api_wall:.1f} req/s overall; errors: {total_errors}; "
-              f"jobs submitted: {len(created)}, lost: {lost}")
+        print(
+            f"\nAPI: {api_total} requests, {api_total / api_wall:.1f} req/s overall; errors: {total_errors}; "
+            f"jobs submitted: {len(created)}, lost: {lost}"
+        )
         for route, errs in rec.errors.items():
             for e in errs[:3]:
                 print(f"  error on {route}: {e}")

@@ -28,15 +28,18 @@ def _migrate_on_start(settings) -> None:
         try:
             upgrade(settings)
         except Exception as exc:  # noqa: BLE001
-            click.echo(f"cttv2: cannot migrate the database ({settings.database_url.split('@')[-1]}): "
-                       f"{str(exc).splitlines()[0]}", err=True)
+            click.echo(
+                f"cttv2: cannot migrate the database ({settings.database_url.split('@')[-1]}): "
+                f"{str(exc).splitlines()[0]}",
+                err=True,
+            )
             sys.exit(1)
 
 
 def setup_logging(level: str = "INFO") -> None:
     import logging
 
-    from service.core.middleware import RequestIdFilter
+    from service.core.log_context import RequestIdFilter
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
@@ -59,8 +62,16 @@ def serve(host: str, port: int, workers: int) -> None:
 
     # Keep idle connections longer than clients and proxies do (60 s is common), so a client
     # never sends on a connection the server is closing at that moment.
-    uvicorn.run("service.main:app", host=host, port=port, workers=workers, log_config=None,
-                access_log=False, timeout_graceful_shutdown=5, timeout_keep_alive=75)
+    uvicorn.run(
+        "service.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=75,
+    )
 
 
 @cli.command()

@@ -84,27 +84,56 @@ class _ConsoleCallbacks:
 
 @cli.command("train")
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="output dir (default: runs/<spec name>-<time>)")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              envvar="CTTV2_DATA_DIR", default=Path("data"), show_default=True,
-              help="datasets (env CTTV2_DATA_DIR)")
-@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
-              envvar="CTTV2_WEIGHTS_DIR", default=Path("weights"), show_default=True,
-              help="pretrained weights by name (env CTTV2_WEIGHTS_DIR)")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), envvar="CTTV2_DEVICE",
-              default="auto", show_default=True)
-@click.option("--resume", "resume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="continue from a checkpoint (e.g. WORKDIR/checkpoints/latest.pt)")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="torch threads (one per process is fastest on CPU)")
-def train(spec_file: Path, workdir: Path | None, data_dir: Path, weights_dir: Path,
-          device: str, resume: Path | None, threads: int) -> None:
+@click.option(
+    "--workdir", type=click.Path(file_okay=False, path_type=Path), help="output dir (default: runs/<spec name>-<time>)"
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CTTV2_DATA_DIR",
+    default=Path("data"),
+    show_default=True,
+    help="datasets (env CTTV2_DATA_DIR)",
+)
+@click.option(
+    "--weights-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CTTV2_WEIGHTS_DIR",
+    default=Path("weights"),
+    show_default=True,
+    help="pretrained weights by name (env CTTV2_WEIGHTS_DIR)",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), envvar="CTTV2_DEVICE", default="auto", show_default=True
+)
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="continue from a checkpoint (e.g. WORKDIR/checkpoints/latest.pt)",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="torch threads (one per process is fastest on CPU)",
+)
+def train(
+    spec_file: Path,
+    workdir: Path | None,
+    data_dir: Path,
+    weights_dir: Path,
+    device: str,
+    resume: Path | None,
+    threads: int,
+) -> None:
     """Train one job spec (YAML) locally and print the result."""
     spec = load_spec_file(spec_file)
     if workdir is None:
-        workdir = (resume.parent.parent if resume else
-                   Path("runs") / f"{spec_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        workdir = (
+            resume.parent.parent if resume else Path("runs") / f"{spec_file.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
 
     from rich.console import Console
     from rich.progress import (
@@ -119,11 +148,23 @@ def train(spec_file: Path, workdir: Path | None, data_dir: Path, weights_dir: Pa
     from cttv2_engine import EngineError, RunContext, run
 
     console = Console(stderr=True)
-    context = RunContext(data_dir=data_dir, weights_dir=weights_dir, device=device,  # type: ignore[arg-type]
-                         num_threads=threads)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("steps {task.fields[speed]}"), TimeElapsedColumn(),
-                        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
+    context = RunContext(
+        data_dir=data_dir,
+        weights_dir=weights_dir,
+        compute=device,  # type: ignore[arg-type]
+        num_threads=threads,
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps {task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
     callbacks = _ConsoleCallbacks(progress, console)
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -135,8 +176,7 @@ def train(spec_file: Path, workdir: Path | None, data_dir: Path, weights_dir: Pa
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with progress:
-            result = run(spec, workdir=workdir, callbacks=callbacks, resume_from=resume,
-                         context=context)
+            result = run(spec, workdir=workdir, callbacks=callbacks, resume_from=resume, context=context)
     except EngineError as exc:
         _fail(str(exc), EXIT_FAILED)
     finally:
@@ -144,8 +184,7 @@ def train(spec_file: Path, workdir: Path | None, data_dir: Path, weights_dir: Pa
 
     final = result.final
     if result.status == "stopped":
-        click.echo(f"stopped; resume with: cttv2 train {spec_file} --resume "
-                   f"{workdir / 'checkpoints' / 'latest.pt'}")
+        click.echo(f"stopped; resume with: cttv2 train {spec_file} --resume {workdir / 'checkpoints' / 'latest.pt'}")
         sys.exit(130)
     env = result.environment
     click.echo(

@@ -31,8 +31,6 @@ class TrainModel:
     num_tiles: int = 0
     num_parameters: int = 0
     num_trainable_digital: int = 0
-    digital_model: nn.Module | None = None
-    digital_metrics: dict[str, float] | None = None
     tokens: dict[str, int] = field(default_factory=dict)
 
     def make_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -50,16 +48,15 @@ class TrainModel:
         else:
             digital_lr = training.digital_lr or DEFAULT_DIGITAL_LR
         if self.digital_params:
-            optimizers.append(torch.optim.AdamW(
-                self.digital_params, lr=digital_lr, weight_decay=training.weight_decay
-            ))
+            optimizers.append(torch.optim.AdamW(self.digital_params, lr=digital_lr, weight_decay=training.weight_decay))
         if self.analog_layers:
             from aihwkit.optim import AnalogSGD
 
             optimizers.append(AnalogSGD(models.analog_parameters(self.model), lr=lr))
         if not optimizers:
-            raise SpecError("nothing to train: no analog layers and all digital parts frozen",
-                            field="model.analog_scope")
+            raise SpecError(
+                "nothing to train: no analog layers and all digital parts frozen", field="model.analog_scope"
+            )
         for opt in optimizers:
             for group in opt.param_groups:
                 group["initial_lr"] = group["lr"]
@@ -70,7 +67,7 @@ def build_train_model(
     spec: JobSpec,
     num_classes: int,
     context: RunContext,
-    device: torch.device,
+    torch_device: torch.device,
     *,
     log: Callable[[str], None] = lambda line: None,
     load_pretrained: bool = True,
@@ -89,16 +86,18 @@ def build_train_model(
     construction_seed = None
     if analog_layers:
         model, tokens, construction_seed = _convert(model, spec, analog_layers, img_size, log)
-    model = model.to(device)
+    model = model.to(torch_device)
     digital = models.digital_parameters(model, prefixes, train_all)
     tm = TrainModel(model, spec, analog_layers, digital, construction_seed, tokens=tokens)
     tm.num_tiles = sum(1 for _ in _tiles(model))
     tm.num_parameters = sum(p.numel() for p in model.parameters())
     tm.num_trainable_digital = sum(p.numel() for p in digital)
     scope = "all (pretrain)" if pretrain else _scope_text(spec)
-    log(f"model: {arch} at {img_size}px, {num_classes} classes, "
+    log(
+        f"model: {arch} at {img_size}px, {num_classes} classes, "
         f"{len(analog_layers)} analog layers ({tm.num_tiles} tiles), scope {scope}, "
-        f"{tm.num_trainable_digital} trainable digital parameters")
+        f"{tm.num_trainable_digital} trainable digital parameters"
+    )
     return tm
 
 
@@ -108,8 +107,9 @@ def _scope_text(spec: JobSpec) -> str:
     return f"{text}, digital parts {spec.model.digital_parts}"
 
 
-def _convert(model: nn.Module, spec: JobSpec, names: list[str], img_size: int,
-             log: Callable[[str], None]) -> tuple[nn.Module, dict[str, int], int]:
+def _convert(
+    model: nn.Module, spec: JobSpec, names: list[str], img_size: int, log: Callable[[str], None]
+) -> tuple[nn.Module, dict[str, int], int]:
     from aihwkit.nn.conversion import convert_to_analog
 
     from cttv2_engine.devices import build_rpu_config, per_layer_config
@@ -127,14 +127,16 @@ def _convert(model: nn.Module, spec: JobSpec, names: list[str], img_size: int,
         _set_construction_seed(cfg, base_seed + 7919 * index.get(name, 0))
         return per_layer_config(cfg, tokens.get(name, 1))
 
-    exclude = [n for n, m in model.named_modules()
-               if isinstance(m, models.ANALOG_CAPABLE) and n not in index]
-    model = convert_to_analog(model, config, specific_rpu_config_fun=layer_config,
-                              exclude_modules=exclude, inplace=True)
+    exclude = [n for n, m in model.named_modules() if isinstance(m, models.ANALOG_CAPABLE) and n not in index]
+    model = convert_to_analog(
+        model, config, specific_rpu_config_fun=layer_config, exclude_modules=exclude, inplace=True
+    )
     clipped, total = _count_clipped(model, before)
     if clipped:
-        log(f"warning: {clipped} of {total} weights ({100 * clipped / total:.3f}%) were clipped "
-            "to the device bounds when loaded into analog tiles")
+        log(
+            f"warning: {clipped} of {total} weights ({100 * clipped / total:.3f}%) were clipped "
+            "to the device bounds when loaded into analog tiles"
+        )
     return model, tokens, base_seed
 
 
@@ -183,35 +185,31 @@ def resolve_pretrained(spec: JobSpec, context: RunContext) -> Path:
     if isinstance(ref, WeightsRef):
         name = ref.weights
         if not SAFE_NAME.match(name) or not name.lower().endswith(WEIGHT_SUFFIXES):
-            raise WeightsError("must be a plain .safetensors/.pt/.pth file name",
-                               field="model.pretrained.weights")
+            raise WeightsError("must be a plain .safetensors/.pt/.pth file name", field="model.pretrained.weights")
         root = Path(context.weights_dir).resolve()
         path = (root / name).resolve()
         if path.parent != root:
-            raise WeightsError("must name a file directly inside the weights dir",
-                               field="model.pretrained.weights")
+            raise WeightsError("must name a file directly inside the weights dir", field="model.pretrained.weights")
         if not path.is_file():
-            raise WeightsError(f"no weights file {name!r} in the weights dir",
-                               field="model.pretrained.weights")
+            raise WeightsError(f"no weights file {name!r} in the weights dir", field="model.pretrained.weights")
         return path
     assert isinstance(ref, JobRef)
     if context.job_weights is None:
-        raise WeightsError("pretrained.job needs the service (no job store here)",
-                           field="model.pretrained.job")
+        raise WeightsError("pretrained.job needs the service (no job store here)", field="model.pretrained.job")
     path = Path(context.job_weights(ref.job))
     if not path.is_file():
         raise WeightsError(f"job {ref.job} has no trained weights", field="model.pretrained.job")
     return path
 
 
-def _load_pretrained(model: nn.Module, spec: JobSpec, num_classes: int, context: RunContext,
-                     log: Callable[[str], None]) -> None:
+def _load_pretrained(
+    model: nn.Module, spec: JobSpec, num_classes: int, context: RunContext, log: Callable[[str], None]
+) -> None:
     path = resolve_pretrained(spec, context)
     tensors, _ = read_state_dict(path)
     check_state_dict(tensors, spec.model.arch, spec.model.input_size, path.name)
     head_loaded = load_into(model, tensors, num_classes)
-    log(f"pretrained: {path.name}" + ("" if head_loaded else
-                                      f" (head re-initialized for {num_classes} classes)"))
+    log(f"pretrained: {path.name}" + ("" if head_loaded else f" (head re-initialized for {num_classes} classes)"))
 
 
 def preflight(spec: JobSpec, context: RunContext) -> None:

@@ -20,13 +20,14 @@ that offset. ``restore_model_state`` measures and reports how many did.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from cttv2_engine.files import atomic_write
 
 FORMAT = "cttv2-checkpoint/1"
 _ANALOG_STATE_SUFFIX = "analog_tile_state"
@@ -34,9 +35,7 @@ _ANALOG_STATE_SUFFIX = "analog_tile_state"
 
 def capture_model_state(model: nn.Module) -> dict[str, Any]:
     digital = {
-        k: v.detach().cpu().clone()
-        for k, v in model.state_dict().items()
-        if not k.endswith(_ANALOG_STATE_SUFFIX)
+        k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.endswith(_ANALOG_STATE_SUFFIX)
     }
     tiles = {}
     for name, tile in _named_tiles(model):
@@ -56,8 +55,7 @@ def restore_model_state(model: nn.Module, state: dict[str, Any]) -> dict[str, An
     missing, unexpected = model.load_state_dict(state["digital"], strict=False)
     missing = [k for k in missing if not k.endswith(_ANALOG_STATE_SUFFIX)]
     if missing or unexpected:
-        raise ValueError(f"checkpoint does not fit the model (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise ValueError(f"checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     tiles = dict(_named_tiles(model))
     if set(tiles) != set(state["tiles"]):
         raise ValueError("checkpoint has different analog tiles than the model")
@@ -67,12 +65,12 @@ def restore_model_state(model: nn.Module, state: dict[str, Any]) -> dict[str, An
         sim = tile.tile
         if list(sim.get_hidden_parameter_names()) != saved["hidden_names"]:
             raise ValueError(f"tile {name}: hidden parameter layout differs from the checkpoint")
-        device = saved["weights"].device
+        saved_on = saved["weights"].device
         sim.set_weights(saved["weights"])
         sim.set_hidden_parameters(saved["hidden"])  # after the weights: keeps A and the buffer
         sim.load_extra(saved["extra"], True)
         sim.set_learning_rate(saved["lr"])
-        diff = (sim.get_hidden_parameters().to(device) - saved["hidden"]).abs()
+        diff = (sim.get_hidden_parameters().to(saved_on) - saved["hidden"]).abs()
         moved += int((diff > 0).sum())
         total += diff.numel()
         max_shift = max(max_shift, float(diff.max()) if diff.numel() else 0.0)
@@ -80,35 +78,15 @@ def restore_model_state(model: nn.Module, state: dict[str, Any]) -> dict[str, An
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic: write a temp file in the same dir, fsync, then os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": FORMAT, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=dst.name + ".", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while chunk := inp.read(1 << 20):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -95,9 +95,7 @@ def _digits() -> tuple[tuple, tuple, list[str]]:
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
     images = np.repeat(images[:, None], 3, axis=1)
-    xtr, xte, ytr, yte = train_test_split(
-        images, bunch.target, test_size=0.25, stratify=bunch.target, random_state=0
-    )
+    xtr, xte, ytr, yte = train_test_split(images, bunch.target, test_size=0.25, stratify=bunch.target, random_state=0)
     return (xtr, ytr), (xte, yte), [str(i) for i in range(10)]
 
 
@@ -161,9 +159,7 @@ def _imagefolder(data_dir: Path, name: str, img_size: int):
 
     root = data_dir / name
     _require_dir(root, "imagefolder", f"{name}/{{train,test}}/<class>/*.png|jpg")
-    class_dirs = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (
-        root / "train"
-    ).is_dir() else []
+    class_dirs = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
     if not class_dirs:
         raise DataError(f"no class folders in {root / 'train'}", field="data.name")
     splits = []
@@ -171,13 +167,13 @@ def _imagefolder(data_dir: Path, name: str, img_size: int):
         images, labels = [], []
         for label, cls in enumerate(class_dirs):
             folder = root / split / cls
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (
-                folder.is_dir()
-            ) else []
+            files = (
+                sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if (folder.is_dir()) else []
+            )
             for path in files:
                 try:
-                    with Image.open(path) as img:
-                        img = img.convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+                    with Image.open(path) as opened:
+                        img = opened.convert("RGB").resize((img_size, img_size), Image.Resampling.BILINEAR)
                         images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
                 except OSError as exc:  # truncated or not an image
                     raise DataError(f"cannot read image {path}: {exc}", field="data.name") from None
@@ -191,8 +187,7 @@ def _imagefolder(data_dir: Path, name: str, img_size: int):
 def _require_dir(root: Path, dataset: str, layout: str) -> None:
     if not root.is_dir():
         raise DataError(
-            f"{dataset} not found: expected {root} (layout: DATA_DIR/{layout}); "
-            "the engine never downloads data",
+            f"{dataset} not found: expected {root} (layout: DATA_DIR/{layout}); the engine never downloads data",
             field="data.dataset",
         )
 

@@ -45,7 +45,7 @@ from aihwkit.simulator.presets.devices import (
 
 from cttv2_engine.families import FAMILIES
 from cttv2_engine.recipes import RECIPES, WEIGHT_SCALING_OMEGA
-from cttv2_engine.spec import AlgorithmOptions, DeviceSpec
+from cttv2_engine.spec import TRANSFER_ALGORITHMS, AlgorithmOptions, DeviceSpec
 
 DEVICE_CLASSES: dict[str, type] = {
     "SoftBoundsReference": SoftBoundsReferenceDevice,
@@ -145,12 +145,15 @@ def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions
         config = DigitalRankUpdateRPUConfig(
             device=MixedPrecisionCompound(device=device), forward=io, backward=io, update=update
         )
-    elif algorithm in ("c-ttv2", "ttv2", "agad"):
+    elif algorithm in TRANSFER_ALGORITHMS:
         # ttv2 is built as c-ttv2 with the choppers off (in_chop_prob 0 in its recipe): aihwkit's
         # own "ttv2" preset also switches auto_scale off, which would change two things at once.
         config = build_config(
-            "agad" if algorithm == "agad" else "c-ttv2", device, io_parameters=io,
-            up_parameters=update, construction_seed=spec.construction_seed,
+            "agad" if algorithm == "agad" else "c-ttv2",
+            device,
+            io_parameters=io,
+            up_parameters=update,
+            construction_seed=spec.construction_seed,
         )
         config.update.desired_bl = options.update_bl  # build_config hard-codes 5
         compound = config.device

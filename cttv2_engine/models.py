@@ -22,9 +22,7 @@ def build_model(arch: str, img_size: int | None, num_classes: int) -> nn.Module:
 
     check_model(arch, img_size)
     cfg = get_model_config(arch)
-    return timm.create_model(
-        cfg.timm_name, pretrained=False, num_classes=num_classes, **cfg.timm_kwargs(img_size)
-    )
+    return timm.create_model(cfg.timm_name, pretrained=False, num_classes=num_classes, **cfg.timm_kwargs(img_size))
 
 
 def scope_prefixes(arch: str, scope: AnalogScope) -> list[str]:
@@ -55,11 +53,7 @@ def in_scope(name: str, prefixes: list[str]) -> bool:
 
 def analog_layer_names(model: nn.Module, prefixes: list[str]) -> list[str]:
     """Names of the Linear / Conv2d layers that become analog tiles."""
-    return [
-        name
-        for name, mod in model.named_modules()
-        if isinstance(mod, ANALOG_CAPABLE) and in_scope(name, prefixes)
-    ]
+    return [name for name, mod in model.named_modules() if isinstance(mod, ANALOG_CAPABLE) and in_scope(name, prefixes)]
 
 
 @torch.no_grad()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from cttv2_engine import registry
 from cttv2_engine.families import FAMILIES, IO_DEFAULTS
 from cttv2_engine.recipes import BASELINE_EPOCHS_FACTOR, RECIPES
@@ -40,14 +42,22 @@ DATASET_DOCS = {
 }
 
 
-def _field_docs(model: type) -> dict[str, dict[str, Any]]:
+def _field_docs(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     """Each field's description, default and range, read from the pydantic schema."""
     schema = model.model_json_schema()
     out = {}
     for name, prop in schema.get("properties", {}).items():
         doc: dict[str, Any] = {}
-        for key in ("description", "default", "minimum", "maximum", "exclusiveMinimum",
-                    "exclusiveMaximum", "enum", "type"):
+        for key in (
+            "description",
+            "default",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "enum",
+            "type",
+        ):
             if key in prop:
                 doc[key] = prop[key]
         if "anyOf" in prop:
@@ -63,15 +73,29 @@ def _field_docs(model: type) -> dict[str, dict[str, Any]]:
 
 
 KNOB_UNITS = {
-    "dw_min": "weight units", "w_min": "weight units", "w_max": "weight units",
-    "sp_skew": "weight units", "sp_variability": "weight units", "n_states": "states",
-    "up_down": "relative", "dw_min_dtod": "relative std", "w_max_dtod": "relative std",
-    "up_down_dtod": "relative std", "dw_min_std": "relative std of dw_min",
-    "write_noise_std": "multiples of dw_min", "transfer_noise": "output units (std)",
-    "out_noise": "output units (std)", "dac_bits": "bits", "adc_bits": "bits",
-    "fast_lr": "relative (aihwkit auto scale)", "transfer_every": "images (scaled per layer by tokens per image)",
-    "in_chop_prob": "probability", "auto_granularity": "images (scaled per layer by tokens per image)",
-    "update_bl": "pulses", "transfer_bl": "pulses", "weight_scaling_omega": "fraction of w_max",
+    "dw_min": "weight units",
+    "w_min": "weight units",
+    "w_max": "weight units",
+    "sp_skew": "weight units",
+    "sp_variability": "weight units",
+    "n_states": "states",
+    "up_down": "relative",
+    "dw_min_dtod": "relative std",
+    "w_max_dtod": "relative std",
+    "up_down_dtod": "relative std",
+    "dw_min_std": "relative std of dw_min",
+    "write_noise_std": "multiples of dw_min",
+    "transfer_noise": "output units (std)",
+    "out_noise": "output units (std)",
+    "dac_bits": "bits",
+    "adc_bits": "bits",
+    "fast_lr": "relative (aihwkit auto scale)",
+    "transfer_every": "images (scaled per layer by tokens per image)",
+    "in_chop_prob": "probability",
+    "auto_granularity": "images (scaled per layer by tokens per image)",
+    "update_bl": "pulses",
+    "transfer_bl": "pulses",
+    "weight_scaling_omega": "fraction of w_max",
 }
 
 
@@ -98,8 +122,7 @@ def listing() -> dict[str, Any]:
         "device_knobs": device_knobs,
         "algorithm_options": algo_knobs,
         "algorithms": {
-            a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a],
-                "recipe": RECIPES[a].options()}
+            a: {"description": ALGORITHM_DOCS[a], "default_lr": DEFAULT_LR[a], "recipe": RECIPES[a].options()}
             for a in ALGORITHMS
         },
         "models": registry.listing(),

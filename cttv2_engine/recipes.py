@@ -41,8 +41,9 @@ class Recipe:
 # c-TTv2: a transfer gain (lr x in_size x transfer_every / (dw_min x auto_granularity)) of order
 # one, so a read of A adds ~0.06 of read noise to H and only a gradient that persists over many
 # reads fires a pulse; one pulse per transfer (aihwkit's own c-TTv2 setting). See docs/study.md.
-_TIKI_TAKA = dict(lr=3.0, fast_lr=0.5, transfer_every=0.0625, auto_granularity=1000.0, update_bl=5,
-                  transfer_bl=1)
+_TIKI_TAKA: dict[str, Any] = dict(
+    lr=3.0, fast_lr=0.5, transfer_every=0.0625, auto_granularity=1000.0, update_bl=5, transfer_bl=1
+)
 RECIPES: dict[str, Recipe] = {
     "c-ttv2": Recipe(in_chop_prob=0.1, **_TIKI_TAKA),
     # The clean ablation: c-TTv2 with the choppers off, nothing else changed.

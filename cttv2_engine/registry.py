@@ -7,6 +7,7 @@ reject an unknown arch or an untileable image size before a job is queued.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,9 @@ class ModelConfig:
         )
 
 
-def _timm_swin(name: str, img: int, window: int, embed: int, depths, heads, desc: str) -> ModelConfig:
+def _timm_swin(
+    name: str, img: int, window: int, embed: int, depths: Sequence[int], heads: Sequence[int], desc: str
+) -> ModelConfig:
     return ModelConfig(name, name, img, 4, window, tuple(depths), embed, tuple(heads), 4.0, 0.1, desc)
 
 
@@ -90,15 +93,9 @@ MODELS: dict[str, ModelConfig] = {
         _timm_swin("swin_tiny_patch4_window7_224", 224, 7, 96, (2, 2, 6, 2), (3, 6, 12, 24), "Swin-T"),
         _timm_swin("swin_small_patch4_window7_224", 224, 7, 96, (2, 2, 18, 2), (3, 6, 12, 24), "Swin-S"),
         _timm_swin("swin_base_patch4_window7_224", 224, 7, 128, (2, 2, 18, 2), (4, 8, 16, 32), "Swin-B"),
-        _timm_swin(
-            "swin_base_patch4_window12_384", 384, 12, 128, (2, 2, 18, 2), (4, 8, 16, 32), "Swin-B/384"
-        ),
-        _timm_swin(
-            "swin_large_patch4_window7_224", 224, 7, 192, (2, 2, 18, 2), (6, 12, 24, 48), "Swin-L"
-        ),
-        _timm_swin(
-            "swin_large_patch4_window12_384", 384, 12, 192, (2, 2, 18, 2), (6, 12, 24, 48), "Swin-L/384"
-        ),
+        _timm_swin("swin_base_patch4_window12_384", 384, 12, 128, (2, 2, 18, 2), (4, 8, 16, 32), "Swin-B/384"),
+        _timm_swin("swin_large_patch4_window7_224", 224, 7, 192, (2, 2, 18, 2), (6, 12, 24, 48), "Swin-L"),
+        _timm_swin("swin_large_patch4_window12_384", 384, 12, 192, (2, 2, 18, 2), (6, 12, 24, 48), "Swin-L/384"),
     ]
 }
 
@@ -147,10 +144,7 @@ def _tiling_problem(cfg: ModelConfig, size: int) -> str | None:
             grid //= 2
         window = min(cfg.window_size, grid)
         if grid % window:
-            return (
-                f"stage {stage}'s {grid}x{grid} token grid is not a multiple of the window "
-                f"size {cfg.window_size}"
-            )
+            return f"stage {stage}'s {grid}x{grid} token grid is not a multiple of the window size {cfg.window_size}"
     return None
 
 

@@ -12,55 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cttv2_engine import registry
-from cttv2_engine.families import FAMILIES
+from cttv2_engine.families import FAMILIES, DeviceFamily
 from cttv2_engine.recipes import WEIGHT_SCALING_OMEGA
 
-# Names users may write. Each maps to an aihwkit class through a whitelist in
-# cttv2_engine.devices; nothing is ever looked up by a user-typed name.
-DEVICE_FAMILIES = (
-    "SoftBoundsReference",
-    "SoftBounds",
-    "ConstantStep",
-    "LinearStep",
-    "ExpStep",
-    "PowStep",
-)
-DEVICE_PRESETS = (
-    "ReRamSB",
-    "ReRamES",
-    "EcRam",
-    "EcRamMO",
-    "Capacitor",
-    "Idealized",
-    "GokmenVlasov",
-)
-ALGORITHMS = ("c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp")
-DATASETS = ("cifar100", "cifar10", "digits", "imagefolder")
+# Names users may write, each list defined once (device names: families.DeviceFamily); the
+# tuples are derived. A device name reaches an aihwkit class only through the whitelist in
+# cttv2_engine.devices: nothing is ever looked up by a user-typed name.
+TransferAlgorithm = Literal["c-ttv2", "ttv2", "agad"]  # a fast tile, read in transfers
+Algorithm = Literal[TransferAlgorithm, "sgd", "mixed-precision", "fp"]
+DatasetName = Literal["cifar100", "cifar10", "digits", "imagefolder"]
+TRANSFER_ALGORITHMS: tuple[str, ...] = get_args(TransferAlgorithm)
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 # Plain names only: datasets and weights are looked up by name inside configured dirs.
 MAX_EPOCHS = 10_000  # training.epochs; the digital baseline doubles epochs up to it
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-Algorithm = Literal["c-ttv2", "ttv2", "agad", "sgd", "mixed-precision", "fp"]
-DeviceFamily = Literal[
-    "SoftBoundsReference",
-    "SoftBounds",
-    "ConstantStep",
-    "LinearStep",
-    "ExpStep",
-    "PowStep",
-    "ReRamSB",
-    "ReRamES",
-    "EcRam",
-    "EcRamMO",
-    "Capacitor",
-    "Idealized",
-    "GokmenVlasov",
-]
 
 
 class StrictModel(BaseModel):
@@ -77,17 +48,11 @@ class DeviceSpec(StrictModel):
     dw_min: float | None = Field(
         None, gt=0, le=1, description="mean weight change of one pulse (weight units); or give n_states"
     )
-    n_states: int | None = Field(
-        None, ge=2, le=100_000, description="number of states in [w_min, w_max]; sets dw_min"
-    )
+    n_states: int | None = Field(None, ge=2, le=100_000, description="number of states in [w_min, w_max]; sets dw_min")
     w_min: float | None = Field(None, ge=-10, lt=0, description="lower weight bound (weight units)")
     w_max: float | None = Field(None, gt=0, le=10, description="upper weight bound (weight units)")
-    up_down: float | None = Field(
-        None, ge=-1, le=1, description="up/down pulse asymmetry (0 = symmetric)"
-    )
-    dw_min_dtod: float | None = Field(
-        None, ge=0, le=2, description="device-to-device spread of dw_min (relative std)"
-    )
+    up_down: float | None = Field(None, ge=-1, le=1, description="up/down pulse asymmetry (0 = symmetric)")
+    dw_min_dtod: float | None = Field(None, ge=0, le=2, description="device-to-device spread of dw_min (relative std)")
     w_max_dtod: float | None = Field(
         None, ge=0, le=2, description="device-to-device spread of the bounds (relative std)"
     )
@@ -97,12 +62,8 @@ class DeviceSpec(StrictModel):
     dw_min_std: float | None = Field(
         None, ge=0, le=5, description="cycle-to-cycle pulse-update noise (relative std of dw_min)"
     )
-    write_noise_std: float | None = Field(
-        None, ge=0, le=10, description="write noise std, relative to dw_min"
-    )
-    sp_skew: float = Field(
-        0.0, ge=-1, le=1, description="symmetry-point skew: mean SP shift (weight units)"
-    )
+    write_noise_std: float | None = Field(None, ge=0, le=10, description="write noise std, relative to dw_min")
+    sp_skew: float = Field(0.0, ge=-1, le=1, description="symmetry-point skew: mean SP shift (weight units)")
     sp_variability: float = Field(
         0.0, ge=0, le=1, description="symmetry-point variability: device-to-device std of the SP"
     )
@@ -149,30 +110,36 @@ class DeviceSpec(StrictModel):
             if name not in knobs:
                 having = [f for f, info in FAMILIES.items() if name in info["knobs"]]
                 raise ValueError(
-                    f"{name} is not a parameter of family {self.family} "
-                    f"(families that have it: {', '.join(having)})"
+                    f"{name} is not a parameter of family {self.family} (families that have it: {', '.join(having)})"
                 )
         if self.deterministic:
             noisy = [
                 name
-                for name in ("dw_min_std", "write_noise_std", "out_noise", "transfer_noise",
-                             "dac_bits", "adc_bits")
+                for name in ("dw_min_std", "write_noise_std", "out_noise", "transfer_noise", "dac_bits", "adc_bits")
                 if getattr(self, name) not in (None, 0)
             ]
             if noisy:
-                raise ValueError(
-                    f"deterministic turns noise and quantization off; do not also set {', '.join(noisy)}"
-                )
+                raise ValueError(f"deterministic turns noise and quantization off; do not also set {', '.join(noisy)}")
         return self
 
 
 _DEVICE_KNOBS = (
-    "dw_min", "n_states", "w_min", "w_max", "up_down", "dw_min_dtod", "w_max_dtod",
-    "up_down_dtod", "dw_min_std", "write_noise_std", "sp_skew", "sp_variability",
+    "dw_min",
+    "n_states",
+    "w_min",
+    "w_max",
+    "up_down",
+    "dw_min_dtod",
+    "w_max_dtod",
+    "up_down_dtod",
+    "dw_min_std",
+    "write_noise_std",
+    "sp_skew",
+    "sp_variability",
 )
-TRANSFER_ALGORITHMS = ("c-ttv2", "ttv2", "agad")
-# Dotted spec path -> the algorithms a value there applies to (JobSpec._check rejects a value,
-# other than None, for any other analog algorithm; fp ignores the device). Sweeps plan around it.
+# Dotted spec path -> the algorithms a value there applies to (JobSpec.check_across_fields rejects
+# a value, other than None, for any other analog algorithm; fp ignores the device). Sweeps plan
+# around it.
 KNOB_ALGORITHMS: dict[str, tuple[str, ...]] = {"device.transfer_noise": TRANSFER_ALGORITHMS}
 
 
@@ -196,8 +163,7 @@ class AlgorithmOptions(StrictModel):
         None,
         ge=0,
         le=1e7,
-        description="transfer granularity in images' worth of updates (0 = off); scaled per "
-        "layer by tokens per image",
+        description="transfer granularity in images' worth of updates (0 = off); scaled per layer by tokens per image",
     )
     update_bl: int | None = Field(
         None, ge=1, le=1000, description="pulse-train length (desired_bl) of gradient updates"
@@ -260,7 +226,7 @@ class ModelSpec(StrictModel):
 
 
 class DataSpec(StrictModel):
-    dataset: Literal["cifar100", "cifar10", "digits", "imagefolder"] = "digits"
+    dataset: DatasetName = "digits"
     name: str | None = Field(None, description="imagefolder: a folder name inside the data dir")
     classes: list[Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=0)]] | None = Field(
         None, max_length=1000, description="class subset by name or index"
@@ -302,21 +268,41 @@ class TrainingSpec(StrictModel):
     eval_every: int = Field(1, ge=1, le=10_000, description="epochs between test evaluations")
 
 
-class JobSpec(StrictModel):
-    """What to train. Stored verbatim (after validation) as the job's snapshot."""
+class JobSpecFields(StrictModel):
+    """A job spec's fields, each checked on its own. The API's request (which may give the
+    device by id) builds on these too; JobSpec adds the checks across fields."""
 
     name: str | None = Field(None, max_length=200)
     algorithm: Algorithm = "c-ttv2"
-    device: DeviceSpec | None = Field(
-        default_factory=DeviceSpec, description="analog device; ignored for fp"
-    )
+    device: DeviceSpec | None = Field(default_factory=DeviceSpec, description="analog device; ignored for fp")
     algorithm_options: AlgorithmOptions = Field(default_factory=AlgorithmOptions)
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
+
+class JobSpec(JobSpecFields):
+    """What to train. Stored verbatim (after validation) as the job's snapshot."""
+
     @model_validator(mode="after")
     def _check(self) -> JobSpec:
+        self.check_across_fields()
+        return self
+
+    @classmethod
+    def from_fields(cls, fields: JobSpecFields, **replace: Any) -> JobSpec:
+        """The JobSpec of fields validated already (the API's request), with `replace` (also
+        validated) put in, e.g. a device the request gave by id. The fields are not validated
+        again: only check_across_fields runs (ValueError)."""
+        values = {name: getattr(fields, name) for name in JobSpecFields.model_fields} | replace
+        spec = cls.model_construct(**values)
+        if spec.device is not None and not isinstance(spec.device, DeviceSpec):
+            raise TypeError("from_fields needs the device inline (a DeviceSpec), not a reference")
+        spec.check_across_fields()
+        return spec
+
+    def check_across_fields(self) -> None:
+        """The checks that need more than one field; ValueError."""
         if self.algorithm != "fp" and self.device is None:
             raise ValueError(f"algorithm {self.algorithm} needs a device")
         if self.training.kind == "pretrain" and self.algorithm != "fp":
@@ -328,10 +314,8 @@ class JobSpec(StrictModel):
             and self.algorithm not in ("fp", *transfer)
         ):
             raise ValueError(
-                f"device.transfer_noise applies to {', '.join(transfer)}; "
-                f"algorithm {self.algorithm} has no transfer"
+                f"device.transfer_noise applies to {', '.join(transfer)}; algorithm {self.algorithm} has no transfer"
             )
-        return self
 
     def spec_hash(self) -> str:
         """Stable hash of the canonical JSON (used to match checkpoints and idempotent submits)."""

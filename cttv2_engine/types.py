@@ -14,7 +14,9 @@ class RunContext:
 
     data_dir: Path
     weights_dir: Path
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # The compute hardware to train on (CTTV2_DEVICE, `cttv2 train --device`); the analog
+    # cell is the spec's `device`.
+    compute: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 1
     # Resolves model.pretrained = {job: N} to that job's final digital weights (a safetensors
     # file inside the service's own artifact store). None outside the service.
@@ -71,4 +73,5 @@ class RunResult:
     final: dict[str, float]  # test_accuracy, test_error, test_loss, train_loss, best_epoch, wall_s
     history: list[dict[str, float]]  # one dict per evaluated epoch
     weights_path: Path | None  # final digital weights (safetensors), when completed
-    environment: dict[str, Any] = field(default_factory=dict)  # versions, device, gpu, seeds, threads
+    # versions, compute hardware (key "device"), gpu, seeds, threads
+    environment: dict[str, Any] = field(default_factory=dict)

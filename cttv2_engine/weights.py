@@ -8,8 +8,6 @@ a pickle that carries code is rejected without running it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from cttv2_engine.errors import WeightsError
+from cttv2_engine.files import atomic_write
 from cttv2_engine.registry import check_model, get_model_config
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -30,9 +29,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         raise WeightsError(f"weights file not found: {path.name}", field="model.pretrained")
     suffix = path.suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
-        raise WeightsError(
-            f"{path.name}: weights must be .safetensors, .pt or .pth", field="model.pretrained"
-        )
+        raise WeightsError(f"{path.name}: weights must be .safetensors, .pt or .pth", field="model.pretrained")
     if suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -41,8 +38,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
                 meta = dict(fh.metadata() or {})
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
         except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file
-            raise WeightsError(f"{path.name} is not a valid safetensors file ({exc})",
-                               field="model.pretrained") from None
+            raise WeightsError(
+                f"{path.name} is not a valid safetensors file ({exc})", field="model.pretrained"
+            ) from None
         return tensors, meta
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -54,11 +52,8 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # the common {"state_dict": ...} wrapper
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise WeightsError(f"{path.name} does not hold a state dict of tensors",
-                           field="model.pretrained")
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise WeightsError(f"{path.name} does not hold a state dict of tensors", field="model.pretrained")
     return dict(obj), {}
 
 
@@ -130,10 +125,8 @@ def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], num_classes: i
     """Copy checked weights into ``model``; the head only when its class count matches.
     Returns whether the head was loaded."""
     state = model.state_dict()
-    head_fits = all(k in tensors and tensors[k].shape == state[k].shape
-                    for k in state if k.startswith(HEAD_PREFIX))
-    chosen = {k: v for k, v in tensors.items()
-              if k in state and (head_fits or not k.startswith(HEAD_PREFIX))}
+    head_fits = all(k in tensors and tensors[k].shape == state[k].shape for k in state if k.startswith(HEAD_PREFIX))
+    chosen = {k: v for k, v in tensors.items() if k in state and (head_fits or not k.startswith(HEAD_PREFIX))}
     model.load_state_dict(chosen, strict=False)
     return head_fits
 
@@ -144,16 +137,8 @@ def save_final_weights(path: Path, model: nn.Module, metadata: dict[str, Any]) -
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -198,8 +183,9 @@ def evaluate(model: nn.Module, spec: Any, context: Any, batch_size: int = 256) -
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, split: Any, img_size: int, device: torch.device,
-                   batch_size: int = 256) -> dict[str, float]:
+def evaluate_split(
+    model: nn.Module, split: Any, img_size: int, device: torch.device, batch_size: int = 256
+) -> dict[str, float]:
     from cttv2_engine.data import test_batches, to_model_input
 
     was_training = model.training

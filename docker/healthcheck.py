@@ -79,9 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     http = sub.add_parser("http", help="GET a URL, healthy on 2xx")
     http.add_argument("url")
     worker = sub.add_parser("worker", help="worker process alive and broker reachable")
-    worker.add_argument(
-        "--command", nargs="+", default=["cttv2", "worker"], help="the worker's command line"
-    )
+    worker.add_argument("--command", nargs="+", default=["cttv2", "worker"], help="the worker's command line")
     return parser
 
 

@@ -38,9 +38,16 @@ def main() -> None:
             # Digital fine-tuning trained to convergence, as the sweeps' baseline: the fp recipe's
             # lr (training.lr unset) for twice the analog job's epochs.
             epochs = 2 * finetune.spec["training"]["epochs"]
-            baseline = client.jobs.submit(args.finetune, overrides={
-                **start, "algorithm": "fp", "training.lr": None, "training.epochs": epochs,
-                "name": f"{finetune.name or 'finetune'}-fp"})
+            baseline = client.jobs.submit(
+                args.finetune,
+                overrides={
+                    **start,
+                    "algorithm": "fp",
+                    "training.lr": None,
+                    "training.epochs": epochs,
+                    "name": f"{finetune.name or 'finetune'}-fp",
+                },
+            )
         results = [pre, client.jobs.wait(finetune, label=f"fine-tune {finetune.algorithm}")]
         if baseline is not None:
             results.append(client.jobs.wait(baseline, label="fine-tune fp"))

@@ -42,8 +42,14 @@ def free_port() -> int:
 
 def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     fh = open(log, "wb")
-    return subprocess.Popen([sys.executable, "-m", "cttv2_cli", *args], cwd=ROOT, env=env,
-                            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cttv2_cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_ready(client: Client, procs: list[subprocess.Popen], logs: Path, timeout: float = 120) -> None:
@@ -67,15 +73,27 @@ def embedded_stack(name: str, logs: Path, workers: int = 1) -> Iterator[Client]:
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     console.print(f"[bold]cttv2 {name}[/]: API on http://127.0.0.1:{port}, state in {ROOT / '.state'}, logs in {logs}")
-    subprocess.run([sys.executable, "-m", "cttv2_cli", "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "cttv2_cli", "db", "upgrade"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     procs = [start(["serve", "--port", str(port)], logs / "api.log", env)]
-    procs += [start(["worker"] + (["--name", f"{name}-{i}"] if workers > 1 else []),
-                    logs / (f"worker-{i}.log" if workers > 1 else "worker.log"), env) for i in range(workers)]
+    procs += [
+        start(
+            ["worker"] + (["--name", f"{name}-{i}"] if workers > 1 else []),
+            logs / (f"worker-{i}.log" if workers > 1 else "worker.log"),
+            env,
+        )
+        for i in range(workers)
+    ]
     try:
-        token = subprocess.run([sys.executable, "-m", "cttv2_cli", "admin", "create-user",
-                                f"{name}-{uuid.uuid4().hex[:6]}"], cwd=ROOT, env=env, check=True,
-                               capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "-m", "cttv2_cli", "admin", "create-user", f"{name}-{uuid.uuid4().hex[:6]}"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         with Client(f"http://127.0.0.1:{port}", token) as client:
             wait_ready(client, procs, logs)
             yield client
@@ -111,17 +129,20 @@ def main() -> None:
     with embedded_stack("demo", ROOT / ".state" / "demo-logs") as client:
         pre = pretrain(client)
         # Transfer: start from the pretrained weights, learn the five digits it never saw.
-        start_from = {"model.pretrained": {"job": pre.id}, "data.classes": [5, 6, 7, 8, 9],
-                      "data.num_classes": None}
+        start_from = {"model.pretrained": {"job": pre.id}, "data.classes": [5, 6, 7, 8, 9], "data.num_classes": None}
         analog = run(client, EXAMPLES / "demo-job.yaml", "fine-tune c-TTv2 (analog, digits 5-9)", **start_from)
         # The digital baseline as the sweeps train it: AdamW at the fp recipe's lr, twice the
         # analog job's epochs (trained to convergence, not to the analog budget).
         job_training = yaml.safe_load((EXAMPLES / "demo-job.yaml").read_text())["training"]
         baseline = digital_baseline_training(job_training)
-        digital = run(client, EXAMPLES / "demo-job.yaml",
-                      f"fine-tune digital baseline (fp, {baseline['epochs']} epochs)", algorithm="fp",
-                      **start_from, **{"training.lr": baseline["lr"], "training.epochs": baseline["epochs"],
-                                       "name": "demo-finetune-fp"})
+        digital = run(
+            client,
+            EXAMPLES / "demo-job.yaml",
+            f"fine-tune digital baseline (fp, {baseline['epochs']} epochs)",
+            algorithm="fp",
+            **start_from,
+            **{"training.lr": baseline["lr"], "training.epochs": baseline["epochs"], "name": "demo-finetune-fp"},
+        )
 
         table = Table(title="cttv2 demo: transfer learning a Swin on digits")
         for col in ("job", "algorithm", "status", "test accuracy", "wall time"):
@@ -135,9 +156,11 @@ def main() -> None:
         if analog.status != "succeeded" or digital.status != "succeeded":
             raise SystemExit("demo: a fine-tuning job did not succeed")
         gap = 100 * (analog.result.test_accuracy - digital.result.test_accuracy)
-        console.print(f"c-TTv2 (analog) minus digital fine-tuning: [bold]{gap:+.1f} points[/] of test accuracy "
-                      f"({'analog ahead' if gap > 0 else 'digital ahead' if gap < 0 else 'equal'}; one seed: "
-                      "the study in docs/study.md gives the mean over seeds)")
+        console.print(
+            f"c-TTv2 (analog) minus digital fine-tuning: [bold]{gap:+.1f} points[/] of test accuracy "
+            f"({'analog ahead' if gap > 0 else 'digital ahead' if gap < 0 else 'equal'}; one seed: "
+            "the study in docs/study.md gives the mean over seeds)"
+        )
 
 
 if __name__ == "__main__":

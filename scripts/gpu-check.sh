@@ -140,11 +140,11 @@ torch.cuda.synchronize()
 tile = next(layer.analog_tiles())
 print("tile class:", type(tile.tile).__name__, "| weights moved:", not torch.equal(before, layer.get_weights()[0]))
 try:
-    from cttv2_engine.hardware import select_device
-    hw = select_device("cuda")
-    print("engine select_device('cuda'):", hw.describe())
+    from cttv2_engine.hardware import select_compute
+    compute = select_compute("cuda")
+    print("engine select_compute('cuda'):", compute.describe())
 except ImportError as exc:
-    print("engine device selection not importable:", exc)
+    print("engine compute selection not importable:", exc)
 PYEOF
 
     section "benchmarks: swin_tiny_patch4_window7_224, 224x224, c-TTv2"

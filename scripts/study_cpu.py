@@ -42,13 +42,21 @@ def main() -> None:
         with open(args.out / "jobs.jsonl", "w") as fh:
             for job in client.sweeps.jobs(sweep.id):
                 history = job.result.history if job.result else []
-                fh.write(json.dumps({
-                    "id": job.id, "algorithm": job.algorithm, "is_baseline": job.is_baseline,
-                    "seed": job.spec.get("training", {}).get("seed"),
-                    "point": (job.sweep_point or {}).get("grid", {}), "reference": reference,
-                    "curve": [h["test_accuracy"] for h in history if "test_accuracy" in h],
-                    "wall_s": job.result.wall_s if job.result else None,
-                }) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": job.id,
+                            "algorithm": job.algorithm,
+                            "is_baseline": job.is_baseline,
+                            "seed": job.spec.get("training", {}).get("seed"),
+                            "point": (job.sweep_point or {}).get("grid", {}),
+                            "reference": reference,
+                            "curve": [h["test_accuracy"] for h in history if "test_accuracy" in h],
+                            "wall_s": job.result.wall_s if job.result else None,
+                        }
+                    )
+                    + "\n"
+                )
         (args.out / "tables.md").write_text(tables(load(args.out / "jobs.jsonl")))
     console.print(f"sweep {sweep.status} in {(time.monotonic() - t0) / 60:.1f} min; report in {args.out}")
 

@@ -43,21 +43,34 @@ def tables(jobs: list[dict[str, Any]]) -> str:
     reference = {k: done[0]["reference"][k] for k in KNOBS} if done and done[0].get("reference") else {}
 
     def at(algorithm: str, point: dict[str, Any]) -> list[dict[str, Any]]:
-        return [j for j in done if not j["is_baseline"] and j["algorithm"] == algorithm
-                and all(_key(j["point"].get(k)) == _key(v) for k, v in point.items())]
+        return [
+            j
+            for j in done
+            if not j["is_baseline"]
+            and j["algorithm"] == algorithm
+            and all(_key(j["point"].get(k)) == _key(v) for k, v in point.items())
+        ]
 
-    out = ["## At the reference device", "",
-           "| algorithm | final accuracy (%) | last 3 (%) | largest last-3 spread (points) | "
-           "minus digital (points) | seeds |", "|---|---|---|---|---|---|"]
+    out = [
+        "## At the reference device",
+        "",
+        "| algorithm | final accuracy (%) | last 3 (%) | largest last-3 spread (points) | "
+        "minus digital (points) | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     digital_last3 = [statistics.fmean(j["curve"][-3:]) for j in done if j["is_baseline"]]
-    out.append(f"| digital (fp, baseline) | {_pm(digital)} | {_pm(digital_last3)} | "
-               f"{_spread([j for j in done if j['is_baseline']])} | 0 | {len(digital)} |")
+    out.append(
+        f"| digital (fp, baseline) | {_pm(digital)} | {_pm(digital_last3)} | "
+        f"{_spread([j for j in done if j['is_baseline']])} | 0 | {len(digital)} |"
+    )
     for algorithm in ALGORITHMS:
         runs = at(algorithm, reference)
         finals = [r["curve"][-1] for r in runs]
         gap = "-" if not finals or d_mean is None else f"{100 * (statistics.fmean(finals) - d_mean):+.1f}"
-        out.append(f"| {algorithm} | {_pm(finals)} | {_pm([statistics.fmean(r['curve'][-3:]) for r in runs])} | "
-                   f"{_spread(runs)} | {gap} | {len(runs)} |")
+        out.append(
+            f"| {algorithm} | {_pm(finals)} | {_pm([statistics.fmean(r['curve'][-3:]) for r in runs])} | "
+            f"{_spread(runs)} | {gap} | {len(runs)} |"
+        )
     for knob in KNOBS:
         values: list[Any] = []
         for j in done:
@@ -65,9 +78,13 @@ def tables(jobs: list[dict[str, Any]]) -> str:
             if not j["is_baseline"] and v is not None and _key(v) not in map(_key, values):
                 values.append(v)
         values.sort()
-        out += ["", f"## {knob} (others at the reference)", "",
-                "| value | " + " | ".join(ALGORITHMS) + " | c-ttv2 minus digital |",
-                "|---|" + "---|" * (len(ALGORITHMS) + 1)]
+        out += [
+            "",
+            f"## {knob} (others at the reference)",
+            "",
+            "| value | " + " | ".join(ALGORITHMS) + " | c-ttv2 minus digital |",
+            "|---|" + "---|" * (len(ALGORITHMS) + 1),
+        ]
         for v in values:
             point = {**reference, knob: v}
             cells = [_pm([r["curve"][-1] for r in at(a, point)]) for a in ALGORITHMS]

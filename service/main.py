@@ -38,7 +38,12 @@ def create_app() -> FastAPI:
 
     v1 = APIRouter(prefix="/v1")
     for router in (
-        device_specs_router, jobs_router, artifacts_router, presets_router, sweeps_router, weights_router,
+        device_specs_router,
+        jobs_router,
+        artifacts_router,
+        presets_router,
+        sweeps_router,
+        weights_router,
         admin_users_router,
     ):
         v1.include_router(router)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
-from service.core.db import utcnow
+from service.core.db import dialect_name, utcnow
 
 # What a finished run leaves behind (name relative to the job dir, kind).
 FINAL_OUTPUTS = (
@@ -47,11 +47,16 @@ def describe(root: Path, path: Path, kind: str) -> ArtifactInfo:
 
 
 def upsert(session: Session, job_id: int, info: ArtifactInfo) -> None:
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
     now = utcnow()
     stmt = insert(Artifact).values(
-        job_id=job_id, name=info.name, kind=info.kind, size=info.size, sha256=info.sha256,
-        created_at=now, updated_at=now,
+        job_id=job_id,
+        name=info.name,
+        kind=info.kind,
+        size=info.size,
+        sha256=info.sha256,
+        created_at=now,
+        updated_at=now,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["job_id", "name"],

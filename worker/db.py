@@ -18,8 +18,7 @@ T = TypeVar("T")
 RETRYABLE = (OperationalError, PoolTimeoutError)
 
 
-def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "write",
-               max_delay_s: float = 10.0) -> T:
+def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "write", max_delay_s: float = 10.0) -> T:
     """Run fn(session) in a transaction, retrying while the database is unreachable.
 
     A worker keeps its job through a database outage: training blocks on the write, and
@@ -35,8 +34,9 @@ def with_retry(fn: Callable[..., T], *, deadline_s: float = 600.0, what: str = "
                 raise
             if time.monotonic() - start > deadline_s:
                 raise
-            log.warning("database unavailable during %s, retrying in %.1fs: %s", what, delay,
-                        str(exc).splitlines()[0][:200])
+            log.warning(
+                "database unavailable during %s, retrying in %.1fs: %s", what, delay, str(exc).splitlines()[0][:200]
+            )
             time.sleep(delay)
             delay = min(delay * 2, max_delay_s)
 
@@ -45,6 +45,15 @@ def _looks_transient(exc: DBAPIError) -> bool:
     text = str(exc.orig or exc).lower()
     return any(
         n in text
-        for n in ("connect", "server closed", "terminating", "timeout", "database is locked",
-                  "the database system is", "shutting down", "starting up", "connection")
+        for n in (
+            "connect",
+            "server closed",
+            "terminating",
+            "timeout",
+            "database is locked",
+            "the database system is",
+            "shutting down",
+            "starting up",
+            "connection",
+        )
     )

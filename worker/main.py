@@ -21,7 +21,7 @@ log = logging.getLogger("cttv2.worker")
 
 
 def start_worker(settings: Settings, *, name: str | None = None, loglevel: str = "INFO") -> None:
-    from service.core.queue import get_celery
+    from service.core.broker import get_celery
 
     app = get_celery()
     _end_frozen_transactions(settings)

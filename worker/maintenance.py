@@ -24,13 +24,13 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
-from service.core import queue
+from service.core import broker
 from service.core.config import Settings
-from service.core.db import session_scope, utcnow
-from service.jobs.events import add_event
-from service.jobs.models import Job
+from service.core.db import dialect_name, session_scope, utcnow
+from service.jobs import lifecycle
+from service.jobs.models import Job, JobStatus
 
 log = logging.getLogger("cttv2.worker.maintenance")
 
@@ -44,7 +44,7 @@ def reap_lost_jobs(settings: Settings) -> list[int]:
     with session_scope() as session:
         stale = session.execute(
             select(Job.id, Job.lease_token, Job.lost_count, Job.worker_id)
-            .where(Job.status == "running", Job.heartbeat_at < cutoff)
+            .where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)
             .limit(500)
         ).all()
     for job_id, token, lost_count, worker_id in stale:
@@ -52,32 +52,17 @@ def reap_lost_jobs(settings: Settings) -> list[int]:
             # A row locked by its worker's open transaction is being written: alive. (A worker
             # frozen mid-transaction has it ended by PostgreSQL; see worker.main.)
             locked = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True)
-            if session.bind.dialect.name == "postgresql" and session.scalar(locked) is None:
+            if dialect_name(session) == "postgresql" and session.scalar(locked) is None:
                 continue
-            lost = lost_count + 1
-            now = utcnow()
-            if lost >= settings.max_attempts:
-                values = dict(status="failed", error_code="worker_lost", finished_at=now,
-                              error=f"worker lost {lost} times (last: {worker_id}); giving up")
-            else:
-                values = dict(status="queued", enqueued_at=None)
-            n = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.lease_token == token)
-                .values(lease_token=None, lost_count=lost, updated_at=now, **values)
-            ).rowcount
-            if n != 1:
+            status = lifecycle.reap(session, job_id, token, lost_count, worker_id, settings.max_attempts, cutoff)
+            if status is None:
                 continue  # it heartbeated or finished meanwhile
-            event = {"status": values["status"], "reason": "worker_lost", "lost_count": lost}
-            if values["status"] == "failed":
-                event["error"] = {"code": "worker_lost", "message": values["error"]}
-            add_event(session, job_id, "status", event)
-        log.warning("job %s: worker %s lost (%d/%d): %s", job_id, worker_id, lost,
-                    settings.max_attempts, values["status"])
-        if values["status"] == "queued":
+        log.warning(
+            "job %s: worker %s lost (%d/%d): %s", job_id, worker_id, lost_count + 1, settings.max_attempts, status
+        )
+        if status == JobStatus.QUEUED:
             requeued.append(job_id)
-    for job_id in requeued:
-        _publish(job_id)
+    lifecycle.publish(requeued)
     return requeued
 
 
@@ -88,51 +73,31 @@ def reconcile_queue(settings: Settings) -> list[int]:
     with session_scope() as session:
         waiting = session.execute(
             select(Job.id, Job.enqueued_at)
-            .where(Job.status == "queued", Job.cancel_requested.is_(False), Job.updated_at < grace)
+            .where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False), Job.updated_at < grace)
             .order_by(Job.id)
             .limit(10_000)
         ).all()
     if not waiting:
         return []
     stale = now - timedelta(seconds=settings.requeue_after_s)
-    depth = broker_depth(settings)
+    depth = broker.queue_depth(settings)
     if depth is not None and depth < len(waiting):
         # The broker holds fewer messages than there are waiting jobs: some were lost
         # (e.g. Redis restarted empty). Which ones is unknown; publish all.
         todo = [job_id for job_id, _ in waiting]
     else:
         todo = [job_id for job_id, enq in waiting if enq is None or enq < stale]
-    for job_id in todo:
-        _publish(job_id)
-    if todo:
-        log.info("reconciler published %d queued job(s) again (broker depth %s)", len(todo), depth)
-    return todo
-
-
-def _publish(job_id: int) -> None:
-    if queue.try_send(queue.RUN_JOB_TASK, job_id):
-        with session_scope() as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(enqueued_at=utcnow()))
-
-
-def broker_depth(settings: Settings) -> int | None:
-    """Messages waiting in the job queue, or None when the broker cannot tell."""
-    try:
-        if settings.broker_url.startswith("filesystem"):
-            folder = settings.broker_dir / "queue"
-            return sum(1 for _ in folder.glob(f"*.{settings.queue_name}.msg")) if folder.exists() else 0
-        if settings.broker_url.startswith(("redis", "rediss")):
-            with queue.get_celery().connection_for_read() as conn:
-                return int(conn.default_channel._size(settings.queue_name))
-    except Exception as exc:  # noqa: BLE001 - unknown depth: fall back to age-based republishing
-        log.warning("cannot read broker depth: %s", exc)
-    return None
+    if not todo:
+        return []
+    sent = lifecycle.publish(todo)
+    log.info("reconciler published %d of %d queued job(s) again (broker depth %s)", sent, len(todo), depth)
+    return todo[:sent]
 
 
 def database_uptime_s() -> float | None:
     """Seconds since the database server started (PostgreSQL), else None."""
     with session_scope() as session:
-        if session.bind.dialect.name != "postgresql":
+        if dialect_name(session) != "postgresql":
             session.execute(text("SELECT 1"))
             return None
         return float(session.scalar(text("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())")))
@@ -161,8 +126,10 @@ class MaintenanceLoop(threading.Thread):
             return None
         now = time.monotonic()
         if self._reachable_since is None:
-            log.info("database reachable again: reaping waits %.0f s for live workers to heartbeat",
-                     self.settings.heartbeat_timeout_s)
+            log.info(
+                "database reachable again: reaping waits %.0f s for live workers to heartbeat",
+                self.settings.heartbeat_timeout_s,
+            )
             self._reachable_since = now
         mine = now - self._reachable_since
         return mine if server_up is None else min(mine, server_up)
@@ -183,5 +150,3 @@ class MaintenanceLoop(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
-
-

@@ -8,7 +8,7 @@ import math
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.core.db import utcnow
+from service.core.db import dialect_name, utcnow
 from service.jobs.models import JobMetric
 
 
@@ -20,7 +20,7 @@ def upsert_metrics(session: Session, job_id: int, step: int, epoch: int | None, 
     ]
     if not rows:
         return
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
     stmt = insert(JobMetric).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=["job_id", "key", "step"],

@@ -8,16 +8,15 @@ finished sweep mates are drawn again (and re-registered, so the stored sha256 st
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cttv2_engine.files import atomic_write
 from service.artifacts.paths import job_dir
 from service.core.config import Settings
-from service.jobs.models import Job, JobMetric
+from service.jobs.models import Job, JobMetric, JobStatus
 from worker import artifacts
 from worker.db import with_retry
 
@@ -54,7 +53,8 @@ def _baseline(session: Session, job: Job) -> Job | None:
     if job.sweep_id is None or job.is_baseline:
         return None
     candidates = session.scalars(
-        select(Job).where(Job.sweep_id == job.sweep_id, Job.is_baseline.is_(True), Job.status == "succeeded")
+        select(Job)
+        .where(Job.sweep_id == job.sweep_id, Job.is_baseline.is_(True), Job.status == JobStatus.SUCCEEDED)
         .order_by(Job.id)
     )
     return next((b for b in candidates if _seed(b) == _seed(job)), None)
@@ -77,8 +77,15 @@ def render(path: Path, series: Series, baseline: Series | None, title: str) -> N
                 points = data.get(key)
                 if points:
                     x, y = zip(*points)
-                    ax.plot(x, y, style, marker="o" if style == "-" else None, markersize=3,
-                            color=colours[key], label=key.replace("_", " ") + suffix)
+                    ax.plot(
+                        x,
+                        y,
+                        style,
+                        marker="o" if style == "-" else None,
+                        markersize=3,
+                        color=colours[key],
+                        label=key.replace("_", " ") + suffix,
+                    )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -88,19 +95,15 @@ def render(path: Path, series: Series, baseline: Series | None, title: str) -> N
     acc_ax.set_ylabel("test accuracy")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_write(path) as tmp:  # a download in progress keeps reading the old file
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)  # a download in progress keeps reading the old file
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_curves(settings: Settings, job_id: int) -> bool:
     """Draw the job's curves.png; returns whether a baseline was drawn."""
 
     def load(session: Session):
-        job = session.get(Job, job_id)
+        job = session.get_one(Job, job_id)
         base = _baseline(session, job)
         return job, _series(session, job_id), (_series(session, base.id) if base else None), base
 
@@ -130,8 +133,11 @@ def after_finish(settings: Settings, job_id: int, drew_baseline: bool) -> None:
             return [], False
         if not job.is_baseline:
             return [], _baseline(session, job) is not None
-        mates = session.scalars(select(Job).where(
-            Job.sweep_id == job.sweep_id, Job.is_baseline.is_(False), Job.status == "succeeded"))
+        mates = session.scalars(
+            select(Job).where(
+                Job.sweep_id == job.sweep_id, Job.is_baseline.is_(False), Job.status == JobStatus.SUCCEEDED
+            )
+        )
         return [m.id for m in mates if _seed(m) == _seed(job)], False
 
     try:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cttv2_engine.types import Progress
 from service.artifacts.paths import job_dir
 from service.core.config import Settings
-from service.core.db import utcnow
+from service.core.db import dialect_name, utcnow
 from service.jobs.events import add_event
 from service.jobs.models import Job, JobLogLine
 from worker import artifacts, shutdown
@@ -61,8 +61,12 @@ class JobReporter:
             with self._lock:
                 # Retry at least once per heartbeat interval: when the database is back, the
                 # lease is re-asserted well before the reaper would act (see maintenance).
-                with_retry(tx, deadline_s=self.settings.db_retry_deadline_s, what=what,
-                           max_delay_s=self.settings.heartbeat_interval_s)
+                with_retry(
+                    tx,
+                    deadline_s=self.settings.db_retry_deadline_s,
+                    what=what,
+                    max_delay_s=self.settings.heartbeat_interval_s,
+                )
         except LeaseLost:
             self.stop_reason = "lease_lost"
             raise
@@ -73,6 +77,7 @@ class JobReporter:
 
     def heartbeat(self) -> None:
         """Refresh the lease; pick up a cancel request."""
+
         def tx(session: Session) -> None:
             fence(session, self.lease, heartbeat_at=utcnow())
             if session.scalar(select(Job.cancel_requested).where(Job.id == self.lease.job_id)):
@@ -121,10 +126,18 @@ class JobReporter:
 
         def tx(session: Session) -> None:
             # Insert-or-ignore: a retry after a commit whose answer was lost must not fail.
-            insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-            session.execute(insert(JobLogLine).values(
-                job_id=self.lease.job_id, seq=seq, attempt=self.lease.attempt, line=line, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id", "seq"]))
+            insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+            session.execute(
+                insert(JobLogLine)
+                .values(
+                    job_id=self.lease.job_id,
+                    seq=seq,
+                    attempt=self.lease.attempt,
+                    line=line,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["job_id", "seq"])
+            )
 
         self._write("log", tx)
         self._log_seq += 1

@@ -13,8 +13,8 @@ from cttv2_engine.types import RunContext
 from service.artifacts.paths import job_dir
 from service.core.config import Settings
 from service.core.db import utcnow
-from service.core.middleware import request_id_var
-from service.jobs.models import Job
+from service.core.log_context import request_id_var
+from service.jobs.models import Job, JobStatus
 from worker import artifacts, plots
 from worker.db import RETRYABLE, with_retry
 from worker.lease import Lease, LeaseLost, claim_job, finish, requeue
@@ -82,8 +82,12 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         workdir.mkdir(parents=True, exist_ok=True)
         artifacts.check_writable(workdir)
     except OSError as exc:
-        return _fail(lease, reporter, "artifact_store_error",
-                     f"cannot write job files in the artifact store: {exc.strerror or exc} ({workdir})")
+        return _fail(
+            lease,
+            reporter,
+            "artifact_store_error",
+            f"cannot write job files in the artifact store: {exc.strerror or exc} ({workdir})",
+        )
     try:
         spec = JobSpec.model_validate(job.spec)
         resume = _resume_point(settings, job)
@@ -92,7 +96,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         context = RunContext(
             data_dir=Path(settings.data_dir),
             weights_dir=weights_dir_for(settings, job),
-            device=settings.device,
+            compute=settings.device,
             num_threads=settings.worker_threads,
             job_weights=lambda other: job_dir(settings.artifact_dir, other) / "weights.safetensors",
         )
@@ -112,14 +116,14 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
                 reporter.register(path, kind)
         except OSError as exc:
             return _fail(lease, reporter, "artifact_store_error", f"cannot write job files: {exc}")
-        ok = finish(lease, "succeeded", result=result_payload(result, job))
+        ok = finish(lease, JobStatus.SUCCEEDED, result=result_payload(result, job))
         if ok:
             plots.after_finish(settings, job.id, drew_baseline)
-        return "succeeded" if ok else "lease_lost"
+        return JobStatus.SUCCEEDED if ok else "lease_lost"
     reason = reporter.stop_reason or "shutdown"
     if reason == "cancelled":
-        finish(lease, "cancelled", error_code=None, error=None)
-        return "cancelled"
+        finish(lease, JobStatus.CANCELLED, error_code=None, error=None)
+        return JobStatus.CANCELLED
     if reason == "shutdown":
         reporter.on_log("worker shutting down: checkpoint written, job back in the queue")
         requeue(lease, "worker_shutdown")
@@ -152,8 +156,16 @@ def _draw_curves(settings: Settings, job_id: int) -> bool:
         return False
 
 
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM, errno.EIO,
-                  errno.ENOTDIR, errno.EEXIST)
+STORAGE_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EROFS,
+    errno.EPERM,
+    errno.EIO,
+    errno.ENOTDIR,
+    errno.EEXIST,
+)
 
 
 def classify_failure(exc: BaseException, workdir: Path | None = None) -> tuple[str, str]:
@@ -176,8 +188,10 @@ def classify_failure(exc: BaseException, workdir: Path | None = None) -> tuple[s
         try:
             artifacts.check_writable(workdir)
         except OSError as probe:
-            return "artifact_store_error", (f"cannot write job files: {probe.strerror or probe} ({workdir}); "
-                                            f"the run failed with {type(exc).__name__}: {exc}")
+            return "artifact_store_error", (
+                f"cannot write job files: {probe.strerror or probe} ({workdir}); "
+                f"the run failed with {type(exc).__name__}: {exc}"
+            )
     return "engine_error", f"{type(exc).__name__}: {exc}"
 
 
@@ -187,5 +201,5 @@ def _fail(lease: Lease, reporter: JobReporter, code: str, message: str) -> str:
         reporter.on_log(f"failed: {message}")
     except Exception:  # noqa: BLE001 - the failure itself may be the database
         pass
-    finish(lease, "failed", error_code=code, error=message)
-    return "failed"
+    finish(lease, JobStatus.FAILED, error_code=code, error=message)
+    return JobStatus.FAILED

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+from service.core.broker import RUN_JOB_TASK, VALIDATE_WEIGHTS_TASK, get_celery
 from service.core.config import get_settings
-from service.core.queue import RUN_JOB_TASK, VALIDATE_WEIGHTS_TASK, get_celery
 from worker.runner import run_job as run_job_now
 from worker.weights import validate_upload
 

@@ -47,9 +47,11 @@ def validate_upload(settings: Settings, weights_id: int) -> str:
     status = "invalid" if error else "valid"
 
     def tx(session: Session) -> None:
-        session.execute(update(WeightsFile)
-                        .where(WeightsFile.id == weights_id, WeightsFile.status == "pending")
-                        .values(status=status, error=error, updated_at=utcnow()))
+        session.execute(
+            update(WeightsFile)
+            .where(WeightsFile.id == weights_id, WeightsFile.status == "pending")
+            .values(status=status, error=error, updated_at=utcnow())
+        )
 
     with_retry(tx, what="weights status")
     return status
@@ -60,9 +62,14 @@ def weights_dir_for(settings: Settings, job: Job) -> Path:
     name = ((job.spec.get("model") or {}).get("pretrained") or {}).get("weights")
     if name:
         own = user_dir(job.user_id, settings.weights_dir)
-        valid = with_retry(lambda s: s.scalar(select(WeightsFile.id).where(
-            WeightsFile.user_id == job.user_id, WeightsFile.name == name, WeightsFile.status == "valid")),
-            what="find weights")
+        valid = with_retry(
+            lambda s: s.scalar(
+                select(WeightsFile.id).where(
+                    WeightsFile.user_id == job.user_id, WeightsFile.name == name, WeightsFile.status == "valid"
+                )
+            ),
+            what="find weights",
+        )
         if valid is not None:
             return own
     return Path(settings.weights_dir)

@@ -57,8 +57,9 @@ def connection(fn: Callable) -> Callable:
     """--url and --token on a command, turned into a `client` argument."""
 
     @click.option("--url", default=None, metavar="URL", help="server URL (default: $CTTV2_URL or the login config)")
-    @click.option("--token", default=None, metavar="TOKEN",
-                  help="API token (default: $CTTV2_TOKEN or the login config)")
+    @click.option(
+        "--token", default=None, metavar="TOKEN", help="API token (default: $CTTV2_TOKEN or the login config)"
+    )
     @functools.wraps(fn)
     def wrapper(*args: Any, url: str | None, token: str | None, **kwargs: Any) -> Any:
         with Client(url, token) as client:
@@ -68,8 +69,13 @@ def connection(fn: Callable) -> Callable:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-set_option = click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-                          help="override a field, e.g. --set training.epochs=3 (repeatable; YAML values)")
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="override a field, e.g. --set training.epochs=3 (repeatable; YAML values)",
+)
 
 
 def print_json(data: Any) -> None:

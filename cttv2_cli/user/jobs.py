@@ -31,8 +31,9 @@ from cttv2_cli.user.render import job_panel, jobs_table, metric_text, size_text,
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 @json_option
 @connection
-def submit(client: Client, job_file: Path, sets: tuple[str, ...], wait: bool, timeout: float | None,
-           as_json: bool) -> None:
+def submit(
+    client: Client, job_file: Path, sets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Submit the job spec in JOB_FILE (YAML or JSON)."""
     job = client.jobs.submit(job_file, overrides=parse_sets(sets))
     if not as_json:
@@ -121,8 +122,14 @@ def _watch_live(client: Client, job_id: int) -> None:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     console = make_console()
-    with Progress(TextColumn(f"[bold]job {job_id}"), BarColumn(), TaskProgressColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn(f"[bold]job {job_id}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("", total=None, info="")
         for event in client.jobs.events(job_id):
             data = event.data if isinstance(event.data, dict) else {}
@@ -138,8 +145,9 @@ def _watch_live(client: Client, job_id: int) -> None:
                 shown = "  ".join(f"{k} {metric_text(k, v)}" for k, v in sorted(values.items()))
                 bar.console.print(f"epoch {data.get('epoch')} step {data.get('step')}: {shown}")
             elif event.event == "status":
-                bar.console.print(f"status: {data.get('status')}" +
-                                  (f" ({data['reason']})" if data.get("reason") else ""))
+                bar.console.print(
+                    f"status: {data.get('status')}" + (f" ({data['reason']})" if data.get("reason") else "")
+                )
                 bar.update(task, info=str(data.get("status")))
 
 
@@ -212,8 +220,13 @@ def artifacts(client: Client, job_id: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("job_id", type=int)
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="file or directory to save to (default: ./<base name>)")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="file or directory to save to (default: ./<base name>)",
+)
 @connection
 def download(client: Client, job_id: int, name: str, output: Path | None) -> None:
     """Download artifact NAME of a job (resumable; checked against its sha256)."""

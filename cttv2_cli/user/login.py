@@ -20,7 +20,9 @@ def login(url: str | None, token: str | None) -> None:
     from cttv2_client import config
 
     saved = config.load_file()
-    url = url or click.prompt("Server URL", default=os.environ.get(config.URL_ENV) or saved.url or "http://127.0.0.1:8000")
+    url = url or click.prompt(
+        "Server URL", default=os.environ.get(config.URL_ENV) or saved.url or "http://127.0.0.1:8000"
+    )
     token = token or click.prompt("API token", hide_input=True)
     with Client(url, token) as client:
         client.request("GET", "/v1/jobs", params={"limit": 1})  # AuthError on a bad token

@@ -42,8 +42,15 @@ def jobs_table(jobs: list[Job], title: str | None = None):
         table.add_column(col, no_wrap=col in ("id", "status", "created"))
     for j in jobs:
         acc = j.result.test_accuracy if j.result else None
-        table.add_row(str(j.id), j.name or "-", status_markup(j.status), j.algorithm or "-", progress_text(j),
-                      pct(acc), when(j.created_at))
+        table.add_row(
+            str(j.id),
+            j.name or "-",
+            status_markup(j.status),
+            j.algorithm or "-",
+            progress_text(j),
+            pct(acc),
+            when(j.created_at),
+        )
     return table
 
 
@@ -64,15 +71,21 @@ def job_panel(job: Job):
     ]
     if job.result:
         r = job.result
-        rows += [("test accuracy", pct(r.test_accuracy)),
-                 ("test loss", f"{r.test_loss:.4f}" if r.test_loss is not None else "-"),
-                 ("wall time", f"{r.wall_s:.0f} s" if r.wall_s is not None else "-")]
+        rows += [
+            ("test accuracy", pct(r.test_accuracy)),
+            ("test loss", f"{r.test_loss:.4f}" if r.test_loss is not None else "-"),
+            ("wall time", f"{r.wall_s:.0f} s" if r.wall_s is not None else "-"),
+        ]
     if job.error:
         rows.append(("error", f"[red]{job.error.code}[/]: {job.error.message}"))
     if job.sweep_id:
         rows.append(("sweep", f"{job.sweep_id} {json.dumps(job.sweep_point)}"))
-    rows += [("created", when(job.created_at)), ("started", when(job.started_at)),
-             ("finished", when(job.finished_at)), ("attempt", str(job.attempt))]
+    rows += [
+        ("created", when(job.created_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+        ("attempt", str(job.attempt)),
+    ]
     for k, v in rows:
         table.add_row(k, v)
     return table
@@ -107,8 +120,9 @@ def metric_text(key: str, value: Any) -> str:
 def size_text(n: int | None) -> str:
     if n is None:
         return "-"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)

@@ -26,8 +26,17 @@ def _sweep_table(sweeps):
         table.add_column(col)
     for s in sweeps:
         c = s.counts
-        table.add_row(str(s.id), s.name or "-", status_markup(s.status), str(s.total_jobs), str(c.succeeded),
-                      str(c.failed), str(c.running), str(c.queued), when(s.created_at))
+        table.add_row(
+            str(s.id),
+            s.name or "-",
+            status_markup(s.status),
+            str(s.total_jobs),
+            str(c.succeeded),
+            str(c.failed),
+            str(c.running),
+            str(c.queued),
+            when(s.created_at),
+        )
     return table
 
 
@@ -38,8 +47,9 @@ def _sweep_table(sweeps):
 @click.option("--timeout", type=float, default=None)
 @json_option
 @connection
-def sweep_submit(client: Client, sweep_file: Path, sets: tuple[str, ...], wait: bool, timeout: float | None,
-                 as_json: bool) -> None:
+def sweep_submit(
+    client: Client, sweep_file: Path, sets: tuple[str, ...], wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Submit the sweep in SWEEP_FILE (YAML: name, base job, grid, seeds, baseline)."""
     s = client.sweeps.submit(sweep_file, overrides=parse_sets(sets))
     if not as_json:
@@ -97,8 +107,13 @@ def sweep_cancel(client: Client, sweep_id: int, as_json: bool) -> None:
 @sweep.command("report")
 @click.argument("sweep_id", type=int)
 @click.option("--csv", "as_csv", is_flag=True, help="print the report as CSV")
-@click.option("--png", "png_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="save the plot to this PNG file")
+@click.option(
+    "--png",
+    "png_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="save the plot to this PNG file",
+)
 @json_option
 @connection
 def sweep_report(client: Client, sweep_id: int, as_csv: bool, png_file: Path | None, as_json: bool) -> None:
@@ -131,7 +146,11 @@ def sweep_report(client: Client, sweep_id: int, as_csv: bool, png_file: Path | N
         table.add_row(*label, pct(b.mean_test_error), pct(b.std_test_error), "-", f"{b.n_finished}/{b.n_seeds}")
     for row in report.rows:
         delta = row.delta_vs_baseline
-        table.add_row(*(str(row.point.get(a)) for a in report.axes), pct(row.mean_test_error),
-                      pct(row.std_test_error), f"{100 * delta:+.1f} pt" if delta is not None else "-",
-                      f"{row.n_finished}/{row.n_seeds}")
+        table.add_row(
+            *(str(row.point.get(a)) for a in report.axes),
+            pct(row.mean_test_error),
+            pct(row.std_test_error),
+            f"{100 * delta:+.1f} pt" if delta is not None else "-",
+            f"{row.n_finished}/{row.n_seeds}",
+        )
     make_console().print(table)

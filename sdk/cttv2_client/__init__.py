@@ -1,9 +1,9 @@
 """Python client for the cttv2 service: analog in-memory training jobs (c-TTv2 on Swin-ViT).
 
-    from cttv2_client import Client
-    with Client() as client:
-        job = client.jobs.wait(client.jobs.submit("job.yaml").id)
-        print(job.result.test_accuracy)
+from cttv2_client import Client
+with Client() as client:
+    job = client.jobs.wait(client.jobs.submit("job.yaml").id)
+    print(job.result.test_accuracy)
 """
 
 from cttv2_client.client import Client, __version__, wait_until_ready

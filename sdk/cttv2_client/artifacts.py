@@ -59,8 +59,9 @@ class Artifacts:
                 if expected:  # only resume onto the same version of the file
                     headers["If-Range"] = f'"{expected}"'
             try:
-                with self._client.stream("GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT,
-                                         accept_statuses=(416,)) as r:
+                with self._client.stream(
+                    "GET", url, headers=headers, timeout=DOWNLOAD_TIMEOUT, accept_statuses=(416,)
+                ) as r:
                     expected = _checksum(r) or expected
                     if r.status_code == 416:  # nothing after offset: complete, or a stale .part
                         if _total_size(r) != offset:
@@ -133,7 +134,7 @@ def _total_size(r: httpx.Response) -> int | None:
         return None
 
 
-def _hash_file(path: Path):
+def _hash_file(path: Path) -> hashlib._Hash:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):

@@ -51,8 +51,12 @@ class Client:
         if max_attempts is not None:
             retry.max_attempts = max(1, max_attempts)
         self._transport = Transport(
-            self.base_url, settings.token, timeout=timeout, retry=retry,
-            user_agent=f"cttv2-client/{__version__}", http_client=http_client,
+            self.base_url,
+            settings.token,
+            timeout=timeout,
+            retry=retry,
+            user_agent=f"cttv2-client/{__version__}",
+            http_client=http_client,
         )
         self.jobs = Jobs(self)
         self.device_specs = DeviceSpecs(self)
@@ -92,10 +96,12 @@ class Client:
     # -- server-wide calls -----------------------------------------------------------------
     def presets(self) -> dict[str, Any]:
         """Device families and presets (knobs, ranges, defaults), algorithms, models, datasets."""
-        return self.request("GET", "/v1/presets").json()
+        presets: dict[str, Any] = self.request("GET", "/v1/presets").json()
+        return presets
 
     def version(self) -> dict[str, str]:
-        return self.request("GET", "/version").json()
+        version: dict[str, str] = self.request("GET", "/version").json()
+        return version
 
     def ready(self) -> bool:
         """True when the server, its database and its broker are up."""

@@ -142,7 +142,10 @@ def error_from_response(response: httpx.Response, retry_after: float | None = No
         message = f"HTTP {status} {response.reason_phrase}".strip() + (f": {text[:200]}" if text else "")
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
     kwargs: dict[str, Any] = {
-        "status_code": status, "code": code, "fields": fields, "response": response,
+        "status_code": status,
+        "code": code,
+        "fields": fields,
+        "response": response,
         "request_id": response.headers.get("X-Request-ID"),
     }
     if cls is RateLimited:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from cttv2_client.errors import APIConnectionError, JobCancelled, JobFailed, WaitTimeout
-from cttv2_client.models import TERMINAL_JOB_STATUSES, Event, Job, LogChunk, Metrics
+from cttv2_client.models import TERMINAL_JOB_STATUSES, Artifact, Event, Job, LogChunk, Metrics, Sweep
 from cttv2_client.progress import Display, make_display
 from cttv2_client.specfile import apply_overrides, load_document
 from cttv2_client.sse import SSEParser, iter_events
@@ -88,7 +88,11 @@ class Jobs:
         display = make_display(label or f"job {job_id}", progress_bar)
         try:
             job = poll_until_done(
-                lambda: self.get(job_id), display, on_progress, timeout, poll_interval,
+                lambda: self.get(job_id),
+                display,
+                on_progress,
+                timeout,
+                poll_interval,
                 what=f"job {job_id}",
             )
         finally:
@@ -140,7 +144,9 @@ class Jobs:
             params["keys"] = ",".join(keys)
         if since_step is not None:
             params["since_step"] = since_step
-        return Metrics.model_validate(self._client.request("GET", f"/v1/jobs/{int(job_id)}/metrics", params=params).json())
+        return Metrics.model_validate(
+            self._client.request("GET", f"/v1/jobs/{int(job_id)}/metrics", params=params).json()
+        )
 
     def logs(self, job_id: int, offset: int = 0) -> LogChunk:
         """Log lines from line `offset` on; next_offset continues, done means no more will come."""
@@ -158,7 +164,7 @@ class Jobs:
             if not chunk.lines:
                 self._client.sleep(poll_interval)
 
-    def artifacts(self, job_id: int):
+    def artifacts(self, job_id: int) -> Sequence[Artifact]:
         """Shortcut for client.artifacts.list(job_id)."""
         return self._client.artifacts.list(job_id)
 
@@ -167,14 +173,17 @@ def _status_of(event: Event) -> str | None:
     return event.data.get("status") if isinstance(event.data, dict) else None
 
 
+Polled = TypeVar("Polled", Job, Sweep)
+
+
 def poll_until_done(
-    fetch: Callable[[], Any],
+    fetch: Callable[[], Polled],
     display: Display,
-    on_progress: Callable[[Any], None] | None,
+    on_progress: Callable[[Polled], None] | None,
     timeout: float | None,
     poll_interval: float,
     what: str,
-) -> Any:
+) -> Polled:
     """Fetch until .done, reporting each change to the display and the callback."""
     deadline = None if timeout is None else time.monotonic() + timeout
     last_seen = None

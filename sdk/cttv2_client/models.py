@@ -148,7 +148,7 @@ class Metrics(APIModel):
         values = self.series(key)
         return values[-1][1] if values else None
 
-    def to_pandas(self, wide: bool = True):
+    def to_pandas(self, wide: bool = True) -> Any:  # a pandas.DataFrame; pandas is optional
         """A DataFrame (needs pandas): one row per step with a column per metric (wide), or
         the long form with columns key, step, epoch, value."""
         try:
@@ -219,7 +219,7 @@ class SweepReport(APIModel):
     baseline: BaselineStats | None = None
     rows: list[ReportRow] = []
 
-    def to_pandas(self):
+    def to_pandas(self) -> Any:  # a pandas.DataFrame; pandas is optional
         """One row per grid point: a column per axis, then the statistics (needs pandas)."""
         try:
             import pandas as pd

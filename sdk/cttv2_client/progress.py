@@ -5,9 +5,12 @@ output goes to a file or pipe unless asked for."""
 from __future__ import annotations
 
 import sys
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from cttv2_client.models import Job, Sweep
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def in_notebook() -> bool:
@@ -95,7 +98,7 @@ class TextDisplay:
 
 
 class RichDisplay:
-    def __init__(self, label: str, console=None) -> None:
+    def __init__(self, label: str, console: Console | None = None) -> None:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
@@ -111,7 +114,7 @@ class RichDisplay:
         self._progress.start()
 
     @property
-    def console(self):
+    def console(self) -> Console:
         return self._progress.console
 
     def update(self, item: Job | Sweep) -> None:

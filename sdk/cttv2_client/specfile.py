@@ -18,7 +18,8 @@ def load_document(source: Any) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     if hasattr(source, "model_dump"):  # a pydantic model, e.g. cttv2_engine.spec.JobSpec
-        return source.model_dump(mode="json", exclude_unset=True)
+        dumped: dict[str, Any] = source.model_dump(mode="json", exclude_unset=True)
+        return dumped
     if isinstance(source, (str, Path)):
         return load_file(Path(source))
     raise TypeError(f"expected a dict or a path to a YAML/JSON file, not {type(source).__name__}")

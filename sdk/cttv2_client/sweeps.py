@@ -61,8 +61,9 @@ class Sweeps:
         sweep_id = sweep_id.id if isinstance(sweep_id, Sweep) else int(sweep_id)
         display = make_display(f"sweep {sweep_id}", progress_bar)
         try:
-            return poll_until_done(lambda: self.get(sweep_id), display, on_progress, timeout, poll_interval,
-                                   what=f"sweep {sweep_id}")
+            return poll_until_done(
+                lambda: self.get(sweep_id), display, on_progress, timeout, poll_interval, what=f"sweep {sweep_id}"
+            )
         finally:
             display.close()
 
@@ -78,8 +79,9 @@ class Sweeps:
         text, or the PNG plot's bytes."""
         if format not in ("json", "csv", "png"):
             raise ValueError(f"format must be json, csv or png, not {format!r}")
-        r = self._client.request("GET", f"/v1/sweeps/{int(sweep_id)}/report", params={"format": format},
-                                 headers={"Accept": "*/*"})
+        r = self._client.request(
+            "GET", f"/v1/sweeps/{int(sweep_id)}/report", params={"format": format}, headers={"Accept": "*/*"}
+        )
         if format == "csv":
             return r.text
         if format == "png":

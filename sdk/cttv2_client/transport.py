@@ -46,7 +46,7 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, min(retry_after, self.max_retry_after))
         cap = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        return cap / 2 + random.uniform(0, cap / 2)  # "equal jitter": spread, never zero
+        return float(cap / 2 + random.uniform(0, cap / 2))  # "equal jitter": spread, never zero
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -91,7 +91,9 @@ class Transport:
         self._owns_client = http_client is None
         self.http = http_client or httpx.Client(
             base_url=self.base_url,
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
         )
         self.http.headers.update(headers)
@@ -104,8 +106,9 @@ class Transport:
     def request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
         """Send a request, retrying as the module doc says; raise an APIError for a 4xx/5xx."""
         method = method.upper()
-        response = self._send_with_retries(method, path, self._idempotent(method, idempotent, kwargs), (), kwargs,
-                                           read_body=True)
+        response = self._send_with_retries(
+            method, path, self._idempotent(method, idempotent, kwargs), (), kwargs, read_body=True
+        )
         return response
 
     @contextmanager

@@ -18,8 +18,9 @@ class WeightsFiles:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def upload(self, path: str | os.PathLike[str], arch: str, name: str | None = None,
-               img_size: int | None = None) -> Weights:
+    def upload(
+        self, path: str | os.PathLike[str], arch: str, name: str | None = None, img_size: int | None = None
+    ) -> Weights:
         """Upload a weights file; the server validates it in the background (status pending,
         then valid or invalid)."""
         path = Path(path)
@@ -27,8 +28,9 @@ class WeightsFiles:
         if img_size is not None:
             data["img_size"] = str(img_size)
         with open(path, "rb") as fh:
-            r = self._client.request("POST", "/v1/weights", data=data,
-                                     files={"file": (path.name, fh, "application/octet-stream")})
+            r = self._client.request(
+                "POST", "/v1/weights", data=data, files={"file": (path.name, fh, "application/octet-stream")}
+            )
         return Weights.model_validate(r.json())
 
     def get(self, weights_id: int) -> Weights:

@@ -51,8 +51,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    return RangeNotSatisfiable(f"range not satisfiable: the file has {size} bytes",
-                               headers={"Content-Range": f"bytes */{size}"})
+    return RangeNotSatisfiable(
+        f"range not satisfiable: the file has {size} bytes", headers={"Content-Range": f"bytes */{size}"}
+    )
 
 
 def _chunks(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
@@ -68,8 +69,9 @@ def _chunks(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
         fh.close()
 
 
-def file_response(path: Path, name: str, sha256: str, range_header: str | None,
-                  if_range: str | None) -> StreamingResponse:
+def file_response(
+    path: Path, name: str, sha256: str, range_header: str | None, if_range: str | None
+) -> StreamingResponse:
     fh = open(path, "rb")  # noqa: SIM115 - closed by _chunks when the body ends or is dropped
     try:
         size = os.fstat(fh.fileno()).st_size
@@ -92,5 +94,6 @@ def file_response(path: Path, name: str, sha256: str, range_header: str | None,
     start, end = wanted
     headers["Content-Length"] = str(end - start + 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return StreamingResponse(_chunks(fh, start, end - start + 1), status_code=206,
-                             media_type=media_type, headers=headers)
+    return StreamingResponse(
+        _chunks(fh, start, end - start + 1), status_code=206, media_type=media_type, headers=headers
+    )

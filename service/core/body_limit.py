@@ -21,20 +21,31 @@ def _limit_for(headers: dict[bytes, bytes]) -> tuple[int, str, str]:
         # body (the file, its few small fields and the multipart framing).
         limit = settings.max_upload_mb * 1024 * 1024 + MULTIPART_OVERHEAD
         return limit, "file", f"uploads are limited to {settings.max_upload_mb} MB (CTTV2_MAX_UPLOAD_MB)"
-    return (settings.max_body_bytes, "body",
-            f"request bodies are limited to {settings.max_body_bytes} bytes (CTTV2_MAX_BODY_BYTES)")
+    return (
+        settings.max_body_bytes,
+        "body",
+        f"request bodies are limited to {settings.max_body_bytes} bytes (CTTV2_MAX_BODY_BYTES)",
+    )
 
 
 async def _send_413(send: Send, field: str, message: str) -> None:
-    error = {"code": "payload_too_large", "message": f"{field}: {message}",
-             "fields": [{"field": field, "message": message}]}
+    error = {
+        "code": "payload_too_large",
+        "message": f"{field}: {message}",
+        "fields": [{"field": field, "message": message}],
+    }
     body = json.dumps({"error": error}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -24,9 +24,10 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path(".state"), description="root of the embedded default's files")
     database_url: str = Field("", description="default: sqlite file under state_dir")
     broker_url: str = Field("", description="default: filesystem broker under state_dir")
-    artifact_dir: Path | None = None
-    data_dir: Path | None = None
-    weights_dir: Path | None = None
+    # Default: a folder under state_dir (a factory that sees the validated state_dir).
+    artifact_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "artifacts")
+    data_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "data")
+    weights_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "weights")
     queue_name: str = Field("cttv2", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     # Secret mixed into every token hash: a leaked database alone does not yield tokens.
@@ -79,9 +80,7 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_scheme(cls, v: str) -> str:
         if v and v.split(":", 1)[0] not in _BROKER_SCHEMES:
-            raise ValueError(
-                f"scheme must be one of {', '.join(_BROKER_SCHEMES)} (got {v.split(':', 1)[0]!r})"
-            )
+            raise ValueError(f"scheme must be one of {', '.join(_BROKER_SCHEMES)} (got {v.split(':', 1)[0]!r})")
         return v
 
     @model_validator(mode="after")
@@ -91,9 +90,9 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{state / 'cttv2.db'}"
         if not self.broker_url:
             self.broker_url = "filesystem://"
-        self.artifact_dir = (self.artifact_dir or state / "artifacts").absolute()
-        self.data_dir = (self.data_dir or state / "data").absolute()
-        self.weights_dir = (self.weights_dir or state / "weights").absolute()
+        self.artifact_dir = self.artifact_dir.absolute()
+        self.data_dir = self.data_dir.absolute()
+        self.weights_dir = self.weights_dir.absolute()
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
         return self

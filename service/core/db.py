@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -110,3 +110,16 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def execute_count(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and return how many rows it matched (a conditional UPDATE's
+    answer to "did this transition happen?")."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)  # DML always yields a cursor result
+    return result.rowcount
+
+
+def dialect_name(session: Session) -> str:
+    """'postgresql' or 'sqlite': where the two need different SQL (upserts, row locks)."""
+    return session.get_bind().dialect.name

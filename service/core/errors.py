@@ -7,6 +7,7 @@ validation errors, unknown routes and database outages into that shape.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -100,6 +101,14 @@ class Unavailable(APIError):
     code = "service_unavailable"
 
 
+def field_error(
+    field: str, message: str, *, summary: str | None = None, code: str | None = None, error: type[APIError] = Invalid
+) -> APIError:
+    """An error (a 422 unless `error` says otherwise) blaming one field: fields has that field
+    and message; the top message is `summary`, by default "<field>: <message>"."""
+    return error(summary or f"{field}: {message}", code=code, fields=[{"field": field, "message": message}])
+
+
 # Pydantic location -> dotted field name; the leading "body"/"query" part is dropped.
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
@@ -112,7 +121,7 @@ def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     out = []
     for err in errors:
         msg = err.get("msg", "invalid")
@@ -146,17 +155,13 @@ def _body(code: str, message: str, fields: list[dict[str, str]] | None = None) -
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(
-            _body(exc.code, exc.message, exc.fields), status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse(_body(exc.code, exc.message, exc.fields), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = validation_fields(list(exc.errors()))
         first = fields[0] if fields else {"field": "body", "message": "invalid request"}
-        return JSONResponse(
-            _body("validation_error", f"{first['field']}: {first['message']}", fields), status_code=422
-        )
+        return JSONResponse(_body("validation_error", f"{first['field']}: {first['message']}", fields), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -196,7 +201,14 @@ def install_error_handlers(app: FastAPI) -> None:
 def _is_connection_error(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
     needles = (
-        "connection", "could not connect", "server closed", "terminating", "timeout",
-        "database is locked", "the database system is", "shutting down", "starting up",
+        "connection",
+        "could not connect",
+        "server closed",
+        "terminating",
+        "timeout",
+        "database is locked",
+        "the database system is",
+        "shutting down",
+        "starting up",
     )
     return any(n in text for n in needles)

@@ -1,9 +1,8 @@
-"""Request ids (echoed as X-Request-ID and put on every log line) and one access-log line
-per request."""
+"""Request ids (echoed as X-Request-ID; log lines get them from core.log_context) and one
+access-log line per request."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
 import time
@@ -11,15 +10,10 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from service.core.log_context import request_id_var
+
 access_log = logging.getLogger("cttv2.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
 
 
 class RequestIdMiddleware:

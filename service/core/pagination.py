@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import Select
 
 from service.core.config import get_settings
-from service.core.errors import Invalid
+from service.core.errors import field_error
 
 T = TypeVar("T")
 
@@ -45,8 +45,7 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("cursor: not a cursor this API returned",
-                      fields=[{"field": "cursor", "message": "invalid cursor"}]) from None
+        raise field_error("cursor", "invalid cursor", summary="cursor: not a cursor this API returned") from None
 
 
 def paginate(session, stmt: Select, id_column, params: PageParams) -> tuple[list, str | None]:

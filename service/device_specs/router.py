@@ -17,9 +17,7 @@ def create_device_spec(body: DeviceSpecCreate, user: CurrentUser, session: Sessi
 
 
 @router.get("", operation_id="list_device_specs")
-def list_device_specs(
-    user: CurrentUser, session: SessionDep, page: PageParams = Depends()
-) -> Page[DeviceSpecOut]:
+def list_device_specs(user: CurrentUser, session: SessionDep, page: PageParams = Depends()) -> Page[DeviceSpecOut]:
     rows, cursor = service.list_page(session, user, page)
     return Page(items=[DeviceSpecOut.model_validate(r) for r in rows], next_cursor=cursor)
 

@@ -34,9 +34,7 @@ def list_page(session: Session, user: User, params: PageParams):
 def delete(session: Session, user: User, spec_id: int) -> None:
     record = get(session, user, spec_id)
     in_use = session.scalar(
-        select(
-            exists().where(Job.device_spec_id == record.id, Job.status.not_in(TERMINAL_STATUSES))
-        )
+        select(exists().where(Job.device_spec_id == record.id, Job.status.not_in(TERMINAL_STATUSES)))
     )
     if in_use:
         raise Conflict(f"device spec {spec_id} is used by a queued or running job")

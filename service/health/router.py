@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from service.core import broker
 from service.core.config import get_settings
 from service.core.db import get_engine
 from service.core.migrate import current_and_head
-from service.core.queue import broker_ping
 from service.version import version_info
 
 router = APIRouter(tags=["health"])
@@ -34,7 +34,7 @@ def readyz() -> JSONResponse:
         checks["database"] = f"unreachable: {str(exc).splitlines()[0][:200]}"
         checks["migrations"] = "unknown"
     try:
-        broker_ping(settings)
+        broker.ping(settings)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"unreachable: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"

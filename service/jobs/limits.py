@@ -10,34 +10,41 @@ from sqlalchemy.orm import Session
 from cttv2_engine.semantics import KNOWN_CLASSES
 from cttv2_engine.spec import JobSpec
 from service.core.config import Settings, get_settings
-from service.core.errors import Invalid, RateLimited
-from service.jobs.models import Job
+from service.core.db import dialect_name
+from service.core.errors import APIError, RateLimited, field_error
+from service.jobs.models import ACTIVE_STATUSES, Job
 from service.users.models import User
 
 # Training images per class when train_per_class is not given (the full training split).
 TRAIN_PER_CLASS = {"digits": 140, "cifar10": 5000, "cifar100": 500}
-ACTIVE_STATUSES = ("queued", "running")
 RETRY_AFTER_S = 30
 
 
-def _over(field: str, message: str) -> Invalid:
-    return Invalid(f"{field}: {message}", code="limit_exceeded", fields=[{"field": field, "message": message}])
+def _over(field: str, message: str) -> APIError:
+    return field_error(field, message, code="limit_exceeded")
 
 
 def check_spec(spec: JobSpec, settings: Settings | None = None) -> None:
     """Raise Invalid(limit_exceeded) when the spec asks for more than this server allows."""
     settings = settings or get_settings()
     if spec.training.epochs > settings.max_epochs:
-        raise _over("training.epochs", f"at most {settings.max_epochs} epochs on this server "
-                                       f"(CTTV2_MAX_EPOCHS); got {spec.training.epochs}")
+        raise _over(
+            "training.epochs",
+            f"at most {settings.max_epochs} epochs on this server (CTTV2_MAX_EPOCHS); got {spec.training.epochs}",
+        )
     if spec.model.input_size > settings.max_img_size:
-        raise _over("model.img_size", f"at most {settings.max_img_size} pixels on this server "
-                                      f"(CTTV2_MAX_IMG_SIZE); got {spec.model.input_size}")
+        raise _over(
+            "model.img_size",
+            f"at most {settings.max_img_size} pixels on this server (CTTV2_MAX_IMG_SIZE); got {spec.model.input_size}",
+        )
     samples = train_samples(spec)
     if samples is not None and samples > settings.max_train_samples:
         field = "data.train_per_class" if spec.data.train_per_class else "data"
-        raise _over(field, f"{samples} training images (per class x classes); at most "
-                           f"{settings.max_train_samples} on this server (CTTV2_MAX_TRAIN_SAMPLES)")
+        raise _over(
+            field,
+            f"{samples} training images (per class x classes); at most "
+            f"{settings.max_train_samples} on this server (CTTV2_MAX_TRAIN_SAMPLES)",
+        )
 
 
 def train_samples(spec: JobSpec) -> int | None:
@@ -62,11 +69,14 @@ def check_active_jobs(session: Session, user: User, adding: int = 1, settings: S
     max_active_jobs_per_user queued + running jobs. On PostgreSQL the user's row is locked
     for the rest of the transaction, so concurrent submissions of one user count in turn."""
     settings = settings or get_settings()
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES))
-    ) or 0
+    active = (
+        session.scalar(
+            select(func.count()).select_from(Job).where(Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES))
+        )
+        or 0
+    )
     if active + adding > settings.max_active_jobs_per_user:
         raise RateLimited(
             f"you have {active} queued or running jobs; at most {settings.max_active_jobs_per_user} "

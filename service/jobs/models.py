@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -18,10 +19,27 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, JSONType, UTCDateTime, utcnow
 
-# queued -> running -> succeeded | failed | cancelled; running -> queued when a worker is lost
-# or shut down (the job resumes from its checkpoint).
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+class JobStatus(StrEnum):
+    """queued -> running -> succeeded | failed | cancelled; queued -> cancelled; running ->
+    queued when a worker is lost or shut down (the job resumes from its checkpoint). Every
+    change is made in service.jobs.lifecycle."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# The same names as a Literal: the OpenAPI schema lists them inline, as it always has. Built
+# at run time, which a type checker cannot follow: it sees a str.
+if TYPE_CHECKING:
+    JobStatusName = str
+else:
+    JobStatusName = Literal[tuple(s.value for s in JobStatus)]
 
 
 class Job(Base):
@@ -45,16 +63,14 @@ class Job(Base):
     device_spec_id: Mapped[int | None] = mapped_column(
         ForeignKey("device_specs.id", ondelete="SET NULL"), default=None, index=True
     )
-    sweep_id: Mapped[int | None] = mapped_column(
-        ForeignKey("sweeps.id", ondelete="SET NULL"), default=None
-    )
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), default=None)
     sweep_point: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
     # {job: ID, checkpoint: latest|best}: start from an earlier job's checkpoint.
     resume_from: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     rerun_of: Mapped[int | None] = mapped_column(Integer, default=None)
 
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
     lost_count: Mapped[int] = mapped_column(Integer, default=0)  # times reaped

@@ -14,8 +14,8 @@ from cttv2_engine.semantics import RESUMABLE_CHANGES, resume_differences
 from cttv2_engine.spec import JobRef, JobSpec, WeightsRef
 from service.artifacts.models import Artifact
 from service.core.config import get_settings
-from service.core.errors import Invalid
-from service.jobs.models import Job
+from service.core.errors import field_error
+from service.jobs.models import Job, JobStatus
 from service.jobs.schemas import ResumeFrom
 from service.users.models import User
 from service.weights.models import WeightsFile
@@ -23,21 +23,15 @@ from service.weights.models import WeightsFile
 FINAL_WEIGHTS = "weights.safetensors"
 
 
-def _invalid(field: str, message: str) -> Invalid:
-    return Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}])
-
-
 def _own_job(session: Session, user: User, job_id: int, field: str) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.user_id != user.id:  # another user's job looks missing
-        raise _invalid(field, f"job {job_id} not found")
+        raise field_error(field, f"job {job_id} not found")
     return job
 
 
 def _has_artifact(session: Session, job_id: int, name: str) -> bool:
-    return session.scalar(
-        select(Artifact.id).where(Artifact.job_id == job_id, Artifact.name == name)
-    ) is not None
+    return session.scalar(select(Artifact.id).where(Artifact.job_id == job_id, Artifact.name == name)) is not None
 
 
 def check_resume_from(session: Session, user: User, ref: ResumeFrom, spec: JobSpec) -> None:
@@ -46,10 +40,10 @@ def check_resume_from(session: Session, user: User, ref: ResumeFrom, spec: JobSp
     earlier = _own_job(session, user, ref.job, "resume_from.job")
     name = f"checkpoints/{ref.checkpoint}.pt"
     if not _has_artifact(session, ref.job, name):
-        raise _invalid("resume_from.checkpoint", f"job {ref.job} has no {ref.checkpoint} checkpoint")
+        raise field_error("resume_from.checkpoint", f"job {ref.job} has no {ref.checkpoint} checkpoint")
     changed = resume_differences(earlier.spec, spec)
     if changed:
-        raise _invalid(
+        raise field_error(
             "resume_from",
             f"job {ref.job}'s checkpoint cannot continue under this spec: it differs in "
             f"{', '.join(changed)} (only {', '.join(RESUMABLE_CHANGES)} may change)",
@@ -60,9 +54,8 @@ def check_pretrained(session: Session, user: User, spec: JobSpec) -> None:
     ref = spec.model.pretrained
     if isinstance(ref, JobRef):
         job = _own_job(session, user, ref.job, "model.pretrained.job")
-        if job.status != "succeeded" or not _has_artifact(session, job.id, FINAL_WEIGHTS):
-            raise _invalid("model.pretrained.job",
-                           f"job {job.id} has no trained weights (status {job.status})")
+        if job.status != JobStatus.SUCCEEDED or not _has_artifact(session, job.id, FINAL_WEIGHTS):
+            raise field_error("model.pretrained.job", f"job {job.id} has no trained weights (status {job.status})")
     elif isinstance(ref, WeightsRef):
         weights_file(session, user, ref.weights, spec.model.arch)
 
@@ -71,17 +64,16 @@ def weights_file(session: Session, user: User, name: str, arch: str) -> None:
     """The user's own upload of that name wins over a server-wide file of the same name;
     an upload must have passed validation."""
     field = "model.pretrained.weights"
-    upload = session.scalar(
-        select(WeightsFile).where(WeightsFile.user_id == user.id, WeightsFile.name == name)
-    )
+    upload = session.scalar(select(WeightsFile).where(WeightsFile.user_id == user.id, WeightsFile.name == name))
     if upload is not None:
         if upload.status == "pending":
-            raise _invalid(field, f"{name} is still being validated; submit again when "
-                                  "GET /v1/weights/{id} says valid")
+            raise field_error(
+                field, f"{name} is still being validated; submit again when GET /v1/weights/{{id}} says valid"
+            )
         if upload.status != "valid":
-            raise _invalid(field, f"{name} failed validation: {upload.error or 'invalid'}")
+            raise field_error(field, f"{name} failed validation: {upload.error or 'invalid'}")
         if upload.arch != arch:
-            raise _invalid(field, f"{name} was uploaded for {upload.arch}, the job uses {arch}")
+            raise field_error(field, f"{name} was uploaded for {upload.arch}, the job uses {arch}")
         return
     if not (Path(get_settings().weights_dir) / name).is_file():
-        raise _invalid(field, f"no weights file {name!r} (upload it with POST /v1/weights)")
+        raise field_error(field, f"no weights file {name!r} (upload it with POST /v1/weights)")

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core.errors import Invalid
+from service.core.errors import field_error
 from service.jobs.models import TERMINAL_STATUSES, Job, JobLogLine, JobMetric
 
 METRIC_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -23,9 +23,8 @@ def parse_keys(keys: str | None) -> list[str] | None:
     names = [k.strip() for k in keys.split(",") if k.strip()]
     bad = [k for k in names if not METRIC_KEY.match(k)]
     if bad or len(names) > MAX_KEYS:
-        message = (f"not a metric name: {bad[0][:80]!r}" if bad
-                   else f"at most {MAX_KEYS} keys")
-        raise Invalid(f"keys: {message}", fields=[{"field": "keys", "message": message}])
+        message = f"not a metric name: {bad[0][:80]!r}" if bad else f"at most {MAX_KEYS} keys"
+        raise field_error("keys", message)
     return names or None
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
@@ -10,6 +10,7 @@ from service.core.deps import ID, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams
 from service.jobs import results, service, stream
+from service.jobs.models import JobStatusName
 from service.jobs.schemas import JobCreate, JobOut, LogsOut, MetricPoint, MetricsOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -49,7 +50,7 @@ def list_jobs(
     user: CurrentUser,
     session: SessionDep,
     page: PageParams = Depends(),
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = Query(None),
+    status: JobStatusName | None = Query(None),
 ) -> Page[JobOut]:
     rows, cursor = service.list_page(session, user, page, status)
     return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
@@ -72,7 +73,10 @@ def cancel_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
 def rerun_job(
-    job_id: ID, user: CurrentUser, session: SessionDep, response: Response,
+    job_id: ID,
+    user: CurrentUser,
+    session: SessionDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """A new job with the same spec; its rerun_of names this one."""
@@ -111,8 +115,10 @@ def get_job_logs(
     "/{job_id}/events",
     operation_id="stream_job_events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
-               404: {"model": ErrorResponse}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        404: {"model": ErrorResponse},
+    },
 )
 def stream_job_events(
     job_id: ID,

@@ -5,19 +5,16 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cttv2_engine import SpecError, validate_spec_semantics
-from cttv2_engine.spec import JobSpec, canonical_hash
-from service.core import queue
-from service.core.db import utcnow
-from service.core.errors import Conflict, Invalid, NotFound, invalid_from
+from cttv2_engine.spec import DeviceSpec, JobSpec, canonical_hash
+from service.core.errors import Conflict, NotFound, field_error, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
-from service.jobs import limits, references
-from service.jobs.events import add_event
+from service.jobs import lifecycle, limits, references
 from service.jobs.models import Job
 from service.jobs.schemas import DeviceSpecRef, JobCreate
 from service.users.models import User
@@ -33,17 +30,27 @@ def get(session: Session, user: User, job_id: int) -> Job:
 
 
 def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec, int | None]:
-    """The JobSpec to snapshot: a device given by id is copied inline; the engine's torch-free
-    checks (architecture and image size, knob compatibility) run here, before anything is queued."""
-    data, device_spec_id = resolve_device(session, user, body)
-    spec = validate_spec(session, user, data)
+    """The JobSpec to snapshot: a device given by id is copied inline; the checks across fields
+    and the engine's torch-free checks (class subsets, limits, references) run here, before
+    anything is queued. The request's fields were validated with the request: not again."""
+    device, device_spec_id = body.device, None
+    if isinstance(body.device, DeviceSpecRef):
+        record = device_specs.get(session, user, body.device.id)
+        device, device_spec_id = _stored_device(record.spec), record.id
+    try:
+        spec = JobSpec.from_fields(body, device=device)
+    except ValueError as exc:  # a check across fields: the spec as a whole is to blame
+        raise field_error("body", str(exc)) from None
+    check_before_queue(session, user, spec)
     if body.resume_from is not None:
         references.check_resume_from(session, user, body.resume_from, spec)
     return spec, device_spec_id
 
 
 def resolve_device(session: Session, user: User, body: JobCreate) -> tuple[dict, int | None]:
-    """The request as a JobSpec dict (without resume_from), a device given by id copied inline."""
+    """The request as a JobSpec dict (without resume_from), a device given by id copied inline:
+    a sweep's base, which its grid edits as a dict; each planned job then goes through
+    validate_spec once."""
     data = body.model_dump(mode="json", exclude={"resume_from"})
     device_spec_id = None
     if isinstance(body.device, DeviceSpecRef):
@@ -53,33 +60,51 @@ def resolve_device(session: Session, user: User, body: JobCreate) -> tuple[dict,
     return data, device_spec_id
 
 
+def _stored_device(data: dict) -> DeviceSpec:
+    # Checked when stored; checked again as the rules may have changed since.
+    try:
+        return DeviceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc, prefix="device") from None
+
+
 def validate_spec(session: Session, user: User, data: dict) -> JobSpec:
-    """Every check a job spec gets before it is queued (sweeps run it on each of their jobs).
-    Raises Invalid naming the field (relative to the spec), or NotFound for another's job."""
+    """Every check a job spec dict gets before it is queued (sweeps run it on each of their
+    jobs). Raises Invalid naming the field (relative to the spec), or NotFound for another's job."""
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc) from None
-    check_semantics(spec)
-    references.check_pretrained(session, user, spec)
+    check_before_queue(session, user, spec)
     return spec
 
 
+def check_before_queue(session: Session, user: User, spec: JobSpec) -> None:
+    """The checks a validated JobSpec gets before it is queued."""
+    check_semantics(spec)
+    references.check_pretrained(session, user, spec)
+
+
 def check_semantics(spec: JobSpec) -> None:
-    """The engine's torch-free cross-field checks (arch vs image size, class subsets), then
+    """The engine's torch-free cross-field checks (class subsets), then
     this server's limits (epochs, image size, dataset size)."""
     try:
         validate_spec_semantics(spec)
     except SpecError as exc:
         field = exc.field or "body"
         message = Exception.__str__(exc)
-        raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
+        raise field_error(field, message) from None
     limits.check_spec(spec)
 
 
 def submit(
-    session: Session, user: User, body: JobCreate, idempotency_key: str | None,
-    *, rerun_of: int | None = None, device_spec_id: int | None = None,
+    session: Session,
+    user: User,
+    body: JobCreate,
+    idempotency_key: str | None,
+    *,
+    rerun_of: int | None = None,
+    device_spec_id: int | None = None,
 ) -> tuple[Job, bool]:
     """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
     Idempotency-Key and body were seen before and the earlier job is returned."""
@@ -106,7 +131,7 @@ def submit(
     session.add(job)
     try:
         session.flush()
-        add_event(session, job.id, "status", {"status": "queued"})
+        lifecycle.submitted(session, [job.id])
         session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race: answer as a replay.
@@ -122,11 +147,12 @@ def submit(
 
 def new_job(user: User, spec: JobSpec, **columns) -> Job:
     """A Job row for a validated spec (not yet added to the session)."""
+    stored = spec.model_dump(mode="json")  # the hash is of exactly what is stored
     return Job(
         user_id=user.id,
         name=spec.name,
-        spec=spec.model_dump(mode="json"),
-        spec_hash=spec.spec_hash(),
+        spec=stored,
+        spec_hash=canonical_hash(stored),
         algorithm=spec.algorithm,
         **columns,
     )
@@ -143,24 +169,10 @@ def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | 
 
 
 def enqueue(session: Session, job: Job) -> None:
-    """Publish the job id; on success stamp enqueued_at. A failure leaves the job queued and
-    unstamped, and the workers' reconciler publishes it later: the job is never lost."""
-    enqueue_many(session, [job.id])
+    """Publish the committed job (see lifecycle.publish), then read it again: a worker may
+    have claimed it already."""
+    lifecycle.publish([job.id])
     session.refresh(job)
-
-
-def enqueue_many(session: Session, job_ids: list[int]) -> int:
-    """enqueue() for many jobs, stamped in one UPDATE. Stops at the first failure: the broker
-    is down, and the reconciler publishes the rest. Returns how many were sent."""
-    sent: list[int] = []
-    for job_id in job_ids:
-        if not queue.try_send(queue.RUN_JOB_TASK, job_id):
-            break
-        sent.append(job_id)
-    if sent:
-        session.execute(update(Job).where(Job.id.in_(sent)).values(enqueued_at=utcnow()))
-        session.commit()
-    return len(sent)
 
 
 def list_page(session: Session, user: User, params: PageParams, status: str | None):
@@ -173,20 +185,7 @@ def list_page(session: Session, user: User, params: PageParams, status: str | No
 def cancel(session: Session, user: User, job_id: int) -> Job:
     """Queued: cancelled now. Running: flagged; the worker stops at the next batch boundary."""
     job = get(session, user, job_id)
-    now = utcnow()
-    done = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == "queued")
-        .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
-    ).rowcount
-    if done:
-        add_event(session, job.id, "status", {"status": "cancelled"})
-    else:
-        session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == "running")
-            .values(cancel_requested=True, updated_at=now)
-        )
+    lifecycle.cancel(session, job.id)
     session.commit()
     session.refresh(job)
     return job
@@ -203,5 +202,4 @@ def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None
         body = JobCreate.model_validate(data)
     except ValidationError as exc:  # a spec stored by an older version that no longer validates
         raise invalid_from(exc) from None
-    return submit(session, user, body, idempotency_key, rerun_of=earlier.id,
-                  device_spec_id=earlier.device_spec_id)
+    return submit(session, user, body, idempotency_key, rerun_of=earlier.id, device_spec_id=earlier.device_spec_id)

@@ -42,7 +42,7 @@ from pydantic import BaseModel
 
 from cttv2_engine.presets import digital_baseline_training
 from cttv2_engine.spec import KNOB_ALGORITHMS, JobSpec, TrainingSpec
-from service.core.errors import Invalid
+from service.core.errors import field_error
 
 # The analog lr (training.lr of an analog job) means something else for AdamW: the baseline
 # trains with the base's digital lr instead (see make_digital).
@@ -81,8 +81,7 @@ def knob_applies(path: str, algorithm: Any) -> bool:
 
 def _inapplicable(grid: dict[str, list[Any]], axes: list[str], algorithm: Any) -> list[str]:
     """The knobs that do not apply to `algorithm` and have a value other than None."""
-    return [k for k in knob_axes(axes)
-            if not knob_applies(k, algorithm) and any(v is not None for v in grid[k])]
+    return [k for k in knob_axes(axes) if not knob_applies(k, algorithm) and any(v is not None for v in grid[k])]
 
 
 def not_applicable(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> list[dict[str, Any]]:
@@ -96,9 +95,11 @@ def not_applicable(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "gr
             why = f"{knob} applies to {', '.join(KNOB_ALGORITHMS[knob])} only, not to {algorithm}"
             if mode == "one_at_a_time":
                 ref = grid[knob][0]
-                planned = ("only the reference point is planned" + (
-                    f", with {knob} null" if ref is None
-                    else f", without {knob} (the base's value; its row shows the reference {_show(ref)})"))
+                planned = "only the reference point is planned" + (
+                    f", with {knob} null"
+                    if ref is None
+                    else f", without {knob} (the base's value; its row shows the reference {_show(ref)})"
+                )
             elif any(v is None for v in grid[knob]):
                 planned = f"only the points with {knob} null are planned"
             else:
@@ -112,8 +113,11 @@ def omitted_paths(point: dict[str, Any]) -> list[str]:
     apply to the point's algorithm, at a value other than None (one_at_a_time's reference)."""
     if ALGORITHM_AXIS not in point:
         return []
-    return [k for k, v in point.items()
-            if k != ALGORITHM_AXIS and v is not None and not knob_applies(k, point[ALGORITHM_AXIS])]
+    return [
+        k
+        for k, v in point.items()
+        if k != ALGORITHM_AXIS and v is not None and not knob_applies(k, point[ALGORITHM_AXIS])
+    ]
 
 
 # -- checks on the request ----------------------------------------------------------------------
@@ -121,17 +125,17 @@ def check_axes(grid: dict[str, list[Any]], axes: list[str] | None) -> list[str]:
     """The axes in order (`axes` if given, else the grid's key order), each a JobSpec path whose
     values are all different. Raises Invalid naming `grid.<path>`."""
     if axes is not None and (sorted(axes) != sorted(grid) or len(set(axes)) != len(axes)):
-        raise _invalid("axes", f"must list each grid path once (grid has: {', '.join(grid) or 'none'})")
+        raise field_error("axes", f"must list each grid path once (grid has: {', '.join(grid) or 'none'})")
     order = list(axes if axes is not None else grid)
     for path in order:
         problem = FORBIDDEN_AXES.get(path) or path_problem(path)
         if problem:
-            raise _invalid(f"grid.{path}", problem)
+            raise field_error(f"grid.{path}", problem)
         seen: set[str] = set()
         for value in grid[path]:
             key = value_key(value)
             if key in seen:
-                raise _invalid(f"grid.{path}", f"value {_show(value)} is listed twice")
+                raise field_error(f"grid.{path}", f"value {_show(value)} is listed twice")
             seen.add(key)
     return order
 
@@ -139,7 +143,7 @@ def check_axes(grid: dict[str, list[Any]], axes: list[str] | None) -> list[str]:
 def check_seeds(seeds: list[int]) -> None:
     if len(set(seeds)) != len(seeds):
         dup = next(s for s in seeds if seeds.count(s) > 1)
-        raise _invalid("seeds", f"seed {dup} is listed twice")
+        raise field_error("seeds", f"seed {dup} is listed twice")
 
 
 def check_baseline_training(overrides: dict[str, Any] | None) -> None:
@@ -151,7 +155,7 @@ def check_baseline_training(overrides: dict[str, Any] | None) -> None:
         if key not in known:
             problem = f"the training section has no field {key!r} (it has: {', '.join(known)})"
         if problem:
-            raise _invalid(f"baseline_training.{key}", problem)
+            raise field_error(f"baseline_training.{key}", problem)
 
 
 def path_problem(path: str) -> str | None:
@@ -202,10 +206,16 @@ def points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> 
         return [{a: s[a] for a in axes} for _, s in settings]
     algos = [{ALGORITHM_AXIS: v} for v in grid[ALGORITHM_AXIS]]
     algorithm_outer = not knobs or axes.index(ALGORITHM_AXIS) < axes.index(knobs[0])
-    pairs = (itertools.product(algos, settings) if algorithm_outer
-             else ((a, s) for s, a in itertools.product(settings, algos)))
-    return [{ax: {**a, **s}[ax] for ax in axes} for a, (knob, s) in pairs
-            if knob is None or knob_applies(knob, a[ALGORITHM_AXIS])]
+    pairs = (
+        itertools.product(algos, settings)
+        if algorithm_outer
+        else ((a, s) for s, a in itertools.product(settings, algos))
+    )
+    return [
+        {ax: {**a, **s}[ax] for ax in axes}
+        for a, (knob, s) in pairs
+        if knob is None or knob_applies(knob, a[ALGORITHM_AXIS])
+    ]
 
 
 def knob_axes(axes: list[str]) -> list[str]:
@@ -246,8 +256,9 @@ def count_points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid
     return total
 
 
-def count_jobs(grid: dict[str, list[Any]], axes: list[str], n_seeds: int, baseline: bool,
-               mode: Mode = "grid") -> tuple[int, int]:
+def count_jobs(
+    grid: dict[str, list[Any]], axes: list[str], n_seeds: int, baseline: bool, mode: Mode = "grid"
+) -> tuple[int, int]:
     """(grid jobs, baseline jobs), from the sizes alone."""
     n_baselines = count_points(grid, baseline_axes(axes), mode) if baseline else 0
     return count_points(grid, axes, mode) * n_seeds, n_baselines * n_seeds
@@ -271,9 +282,17 @@ def make_digital(spec: dict[str, Any], training_overrides: dict[str, Any] | None
     return out
 
 
-def plan(base: dict[str, Any], grid: dict[str, list[Any]], axes: list[str], seeds: list[int],
-         baseline: bool, label: str, *, mode: Mode = "grid",
-         baseline_training: dict[str, Any] | None = None) -> list[PlannedJob]:
+def plan(
+    base: dict[str, Any],
+    grid: dict[str, list[Any]],
+    axes: list[str],
+    seeds: list[int],
+    baseline: bool,
+    label: str,
+    *,
+    mode: Mode = "grid",
+    baseline_training: dict[str, Any] | None = None,
+) -> list[PlannedJob]:
     """Every job of the sweep, seed by seed (each seed's baselines first), so that a partly done
     sweep already has one result at every point."""
     grid_points = points(grid, axes, mode)
@@ -295,8 +314,9 @@ def plan(base: dict[str, Any], grid: dict[str, list[Any]], axes: list[str], seed
     return jobs
 
 
-def _apply(base: dict[str, Any], point: dict[str, Any], seed: int, name: str,
-           omit: list[str] | None = None) -> dict[str, Any]:
+def _apply(
+    base: dict[str, Any], point: dict[str, Any], seed: int, name: str, omit: list[str] | None = None
+) -> dict[str, Any]:
     spec = copy.deepcopy(base)
     for path, value in point.items():
         if path not in (omit or []):
@@ -344,7 +364,3 @@ def _normal(value: Any) -> Any:
 
 def _show(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-
-
-def _invalid(field: str, message: str) -> Invalid:
-    return Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}])

@@ -107,8 +107,10 @@ class Series:
         point has a std, or when the knob does not apply (nothing was measured along it)."""
         if not self.applies or all(s is None for s in self.std):
             return None
-        return ([a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
-                [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)])
+        return (
+            [a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+            [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,10 @@ class BaselineBand:
 
     @property
     def band(self) -> tuple[list[float], list[float]]:
-        return ([a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
-                [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)])
+        return (
+            [a - (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+            [a + (s or 0.0) for a, s in zip(self.accuracy, self.std)],
+        )
 
 
 @dataclass(frozen=True)
@@ -162,16 +166,24 @@ def knob_panels(report: dict[str, Any], base_algorithm: str) -> list[Panel]:
         series = []
         for algo in algos:
             applies = (value_key(algo), knob) not in skipped
-            found = [(x, _find(rows, {knob: v, "algorithm": algo}, base_algorithm))
-                     for x, v in zip(positions, values)
-                     if applies or not one_at_a_time or value_key(v) == value_key(report["reference"][knob])]
-            done = sorted(((x, r) for x, r in found if r and r["mean_test_error"] is not None),
-                          key=lambda xr: xr[0])
-            series.append(Series(algo, [x for x, _ in done],
-                                 [_percent_accuracy(r["mean_test_error"]) for _, r in done],
-                                 [_percent(r["std_test_error"]) for _, r in done], applies))
-        panels.append(Panel(knob, values, positions, numeric, series,
-                            _baseline_band(report, rows, knob, values, positions)))
+            found = [
+                (x, _find(rows, {knob: v, "algorithm": algo}, base_algorithm))
+                for x, v in zip(positions, values)
+                if applies or not one_at_a_time or value_key(v) == value_key(report["reference"][knob])
+            ]
+            done = sorted(((x, r) for x, r in found if r and r["mean_test_error"] is not None), key=lambda xr: xr[0])
+            series.append(
+                Series(
+                    algo,
+                    [x for x, _ in done],
+                    [_percent_accuracy(r["mean_test_error"]) for _, r in done],
+                    [_percent(r["std_test_error"]) for _, r in done],
+                    applies,
+                )
+            )
+        panels.append(
+            Panel(knob, values, positions, numeric, series, _baseline_band(report, rows, knob, values, positions))
+        )
     return panels
 
 
@@ -183,8 +195,10 @@ def _baseline_band(report, rows, knob: str, values: list, positions: list[float]
     at: list[tuple[float, dict[str, Any]]] = []  # the baseline each x is compared with
     for x, v in zip(positions, values):
         row = next(r for r in rows if value_key(r["point"][knob]) == value_key(v))
-        match = next((b for b in baselines if all(value_key(b["point"][a]) == value_key(row["point"].get(a))
-                                                  for a in b_axes)), None)
+        match = next(
+            (b for b in baselines if all(value_key(b["point"][a]) == value_key(row["point"].get(a)) for a in b_axes)),
+            None,
+        )
         if match is not None and match["mean_test_error"] is not None:
             at.append((x, match))
     if not at:
@@ -193,8 +207,11 @@ def _baseline_band(report, rows, knob: str, values: list, positions: list[float]
         b = at[0][1]
         return BaselineBand(None, [_percent_accuracy(b["mean_test_error"])], [_percent(b["std_test_error"])])
     at.sort(key=lambda xb: xb[0])
-    return BaselineBand([x for x, _ in at], [_percent_accuracy(b["mean_test_error"]) for _, b in at],
-                        [_percent(b["std_test_error"]) for _, b in at])
+    return BaselineBand(
+        [x for x, _ in at],
+        [_percent_accuracy(b["mean_test_error"]) for _, b in at],
+        [_percent(b["std_test_error"]) for _, b in at],
+    )
 
 
 def _percent_accuracy(error: float) -> float:
@@ -226,8 +243,16 @@ def _knob_figure(fig, panels: list[Panel]) -> None:
         for s in panel.series:
             color = color_of[s.algorithm]
             if not s.applies:  # not run along this knob: its lone point, open, no line
-                ax.plot(s.x, s.accuracy, linestyle="none", marker="o", fillstyle="none",
-                        markersize=9, markeredgewidth=2, color=color)
+                ax.plot(
+                    s.x,
+                    s.accuracy,
+                    linestyle="none",
+                    marker="o",
+                    fillstyle="none",
+                    markersize=9,
+                    markeredgewidth=2,
+                    color=color,
+                )
                 continue
             if s.band is not None and len(s.x) >= 2:
                 ax.fill_between(s.x, *s.band, color=color, alpha=0.2, linewidth=0)
@@ -235,8 +260,9 @@ def _knob_figure(fig, panels: list[Panel]) -> None:
                 ax.errorbar(s.x, s.accuracy, yerr=[v or 0.0 for v in s.std], color=color, capsize=4)
             ax.plot(s.x, s.accuracy, marker="o", linewidth=2, markersize=6, color=color)
         if not panel.numeric or len(panel.values) <= 12:  # the grid's own values as ticks
-            ax.set_xticks(panel.positions, [_show(v) for v in panel.values],
-                          rotation=0 if len(panel.values) <= 6 else 45)
+            ax.set_xticks(
+                panel.positions, [_show(v) for v in panel.values], rotation=0 if len(panel.values) <= 6 else 45
+            )
         if panel.positions:
             lo, hi = min(panel.positions), max(panel.positions)
             pad = 0.05 * (hi - lo) if panel.numeric and hi > lo else 0.5
@@ -246,16 +272,27 @@ def _knob_figure(fig, panels: list[Panel]) -> None:
             ax.set_ylabel(ACCURACY_LABEL)
         ax.grid(True, alpha=0.3)
         if panel.empty:
-            ax.text(0.5, 0.5, "no finished jobs yet", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=14, color="grey")
-    handles = [Line2D([], [], color=color_of[a], marker="o", linewidth=2, label=a) for a in algos]
+            ax.text(
+                0.5,
+                0.5,
+                "no finished jobs yet",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=14,
+                color="grey",
+            )
+    handles: list[Any] = [Line2D([], [], color=color_of[a], marker="o", linewidth=2, label=a) for a in algos]
     if any(p.baseline is not None for p in panels):
-        handles.append((Patch(color="black", alpha=0.12, linewidth=0),
-                        Line2D([], [], linestyle="--", color="black", linewidth=1.5)))
+        handles.append(
+            (
+                Patch(color="black", alpha=0.12, linewidth=0),
+                Line2D([], [], linestyle="--", color="black", linewidth=1.5),
+            )
+        )
     labels = algos + [LINE_BASELINE_LABEL] * (len(handles) - len(algos))
     if any(not s.applies and s.x for p in panels for s in p.series):
-        handles.append(Line2D([], [], color="grey", marker="o", fillstyle="none", markeredgewidth=2,
-                              linestyle="none"))
+        handles.append(Line2D([], [], color="grey", marker="o", fillstyle="none", markeredgewidth=2, linestyle="none"))
         labels.append(NOT_APPLICABLE_LABEL)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
 
@@ -282,8 +319,15 @@ def _heatmaps(fig, report, algos: list[str], base_algorithm: str) -> None:
                 row = _find(report["rows"], {down: rv, across: cv, "algorithm": algo}, base_algorithm)
                 grid[i][j] = _num(row and row["mean_test_error"])
                 if annotate:
-                    ax.text(j, i, _cell_text(row), ha="center", va="center", fontsize=font,
-                            color=_text_color(grid[i][j], vmin, vmax))
+                    ax.text(
+                        j,
+                        i,
+                        _cell_text(row),
+                        ha="center",
+                        va="center",
+                        fontsize=font,
+                        color=_text_color(grid[i][j], vmin, vmax),
+                    )
         image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         _ticks(ax.set_xticks, cols_v, rotate=len(cols_v) > 6)
         _ticks(ax.set_yticks, rows_v, rotate=False)
@@ -307,24 +351,44 @@ def _bars(fig, report, base_algorithm: str) -> None:
     algos = _unique(r["point"].get("algorithm", base_algorithm) for r in rows)
     color_of = dict(zip(algos, _colors(len(algos))))
     xs = list(range(len(rows)))
-    ax.bar(xs, [_num(r["mean_test_error"], 0.0) for r in rows],
-           yerr=[_num(r["std_test_error"], 0.0) for r in rows], capsize=3,
-           color=[color_of[r["point"].get("algorithm", base_algorithm)] for r in rows])
+    ax.bar(
+        xs,
+        [_num(r["mean_test_error"], 0.0) for r in rows],
+        yerr=[_num(r["std_test_error"], 0.0) for r in rows],
+        capsize=3,
+        color=[color_of[r["point"].get("algorithm", base_algorithm)] for r in rows],
+    )
     if report["baseline"]:
         _baseline_hline(ax, report["baseline"])
     else:  # a baseline per group of points: a dashed mark over each bar
-        marks = [(x, r["baseline_mean_test_error"]) for x, r in zip(xs, rows)
-                 if r["baseline_mean_test_error"] is not None]
+        marks = [
+            (x, r["baseline_mean_test_error"]) for x, r in zip(xs, rows) if r["baseline_mean_test_error"] is not None
+        ]
         if marks:
-            ax.hlines([y for _, y in marks], [x - 0.45 for x, _ in marks], [x + 0.45 for x, _ in marks],
-                      colors="black", linestyles="--", label=BASELINE_LABEL)
+            ax.hlines(
+                [y for _, y in marks],
+                [x - 0.45 for x, _ in marks],
+                [x + 0.45 for x, _ in marks],
+                colors="black",
+                linestyles="--",
+                label=BASELINE_LABEL,
+            )
     few = len(rows) <= 8  # few bars: one line per axis, upright; many: one rotated line
-    labels = [("\n" if few else ", ").join(f"{a.rsplit('.', 1)[-1]}={_show(v)}"
-                                           for a, v in r["point"].items() if a != "algorithm")
-              or "base" for r in rows]
+    labels = [
+        ("\n" if few else ", ").join(
+            f"{a.rsplit('.', 1)[-1]}={_show(v)}" for a, v in r["point"].items() if a != "algorithm"
+        )
+        or "base"
+        for r in rows
+    ]
     step = max(1, math.ceil(len(rows) / 40))  # at most 40 tick labels
-    ax.set_xticks(xs[::step], labels[::step], rotation=0 if few else 60,
-                  ha="center" if few else "right", fontsize=9 if few or len(rows) <= 16 else 7)
+    ax.set_xticks(
+        xs[::step],
+        labels[::step],
+        rotation=0 if few else 60,
+        ha="center" if few else "right",
+        fontsize=9 if few or len(rows) <= 16 else 7,
+    )
     from matplotlib.patches import Patch
 
     handles, _ = ax.get_legend_handles_labels()
@@ -339,8 +403,12 @@ def _bars(fig, report, base_algorithm: str) -> None:
 def _ticks(set_ticks, values: list, rotate: bool) -> None:
     step = max(1, math.ceil(len(values) / 30))  # at most 30 labels per axis
     positions = list(range(len(values)))[::step]
-    set_ticks(positions, [_show(v) for v in values[::step]], rotation=90 if rotate else 0,
-              fontsize=7 if len(positions) > 12 else 10)
+    set_ticks(
+        positions,
+        [_show(v) for v in values[::step]],
+        rotation=90 if rotate else 0,
+        fontsize=7 if len(positions) > 12 else 10,
+    )
 
 
 def _title(report: dict[str, Any]) -> str:
@@ -369,8 +437,16 @@ def _find(rows: list[dict[str, Any]], where: dict[str, Any], base_algorithm: str
 
 def _note_if_empty(ax, report: dict[str, Any]) -> None:
     if all(r["mean_test_error"] is None for r in report["rows"]):
-        ax.text(0.5, 0.5, "no finished jobs yet", transform=ax.transAxes, ha="center",
-                va="center", fontsize=14, color="grey")
+        ax.text(
+            0.5,
+            0.5,
+            "no finished jobs yet",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="grey",
+        )
 
 
 def _cell_text(row: dict[str, Any] | None) -> str:
@@ -396,7 +472,7 @@ def _pm(stats: dict[str, Any]) -> str:
 def _colors(n: int) -> list:
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors
+    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     return [palette[i % len(palette)] for i in range(n)]
 
 

@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from service.jobs.models import TERMINAL_STATUSES
+from service.jobs.models import TERMINAL_STATUSES, JobStatus
 from service.sweeps.plan import (
     Mode,
     baseline_axes,
@@ -35,8 +35,15 @@ from service.sweeps.plan import (
     reference,
 )
 
-STAT_COLUMNS = ("mean_test_error", "std_test_error", "delta_vs_baseline",
-                "baseline_mean_test_error", "n_finished", "n_pending", "n_seeds")
+STAT_COLUMNS = (
+    "mean_test_error",
+    "std_test_error",
+    "delta_vs_baseline",
+    "baseline_mean_test_error",
+    "n_finished",
+    "n_pending",
+    "n_seeds",
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,16 @@ class JobOutcome:
     training: dict[str, Any] | None = None  # a baseline's {"lr", "epochs"} as it trained
 
 
-def build_report(*, sweep_id: int, name: str | None, axes: list[str], grid: dict[str, list[Any]],
-                 baseline: bool, jobs: list[JobOutcome], mode: Mode = "grid") -> dict[str, Any]:
+def build_report(
+    *,
+    sweep_id: int,
+    name: str | None,
+    axes: list[str],
+    grid: dict[str, list[Any]],
+    baseline: bool,
+    jobs: list[JobOutcome],
+    mode: Mode = "grid",
+) -> dict[str, Any]:
     b_axes = baseline_axes(axes)
     by_point: dict[tuple[str, ...], list[JobOutcome]] = {}
     by_baseline: dict[tuple[str, ...], list[JobOutcome]] = {}
@@ -75,11 +90,19 @@ def build_report(*, sweep_id: int, name: str | None, axes: list[str], grid: dict
         delta = None
         if stats["mean_test_error"] is not None and ref_mean is not None:
             delta = stats["mean_test_error"] - ref_mean
-        rows.append({"point": point, "mean_test_error": stats["mean_test_error"],
-                     "std_test_error": stats["std_test_error"], "delta_vs_baseline": delta,
-                     "baseline_mean_test_error": ref_mean, "n_finished": stats["n_finished"],
-                     "n_pending": stats["n_pending"], "n_seeds": stats["n_seeds"],
-                     "knobs": knobs_of(point, grid, axes) if mode == "one_at_a_time" else None})
+        rows.append(
+            {
+                "point": point,
+                "mean_test_error": stats["mean_test_error"],
+                "std_test_error": stats["std_test_error"],
+                "delta_vs_baseline": delta,
+                "baseline_mean_test_error": ref_mean,
+                "n_finished": stats["n_finished"],
+                "n_pending": stats["n_pending"],
+                "n_seeds": stats["n_seeds"],
+                "knobs": knobs_of(point, grid, axes) if mode == "one_at_a_time" else None,
+            }
+        )
 
     pending = sum(1 for j in jobs if j.status not in TERMINAL_STATUSES)
     return {
@@ -101,7 +124,7 @@ def build_report(*, sweep_id: int, name: str | None, axes: list[str], grid: dict
 
 
 def _stats(jobs: list[JobOutcome]) -> dict[str, Any]:
-    errors = [j.test_error for j in jobs if j.status == "succeeded" and j.test_error is not None]
+    errors = [j.test_error for j in jobs if j.status == JobStatus.SUCCEEDED and j.test_error is not None]
     return {
         "mean_test_error": statistics.fmean(errors) if errors else None,
         "std_test_error": statistics.stdev(errors) if len(errors) >= 2 else None,  # sample std
@@ -120,9 +143,11 @@ def to_csv(report: dict[str, Any]) -> str:
     one_at_a_time = report.get("mode") == "one_at_a_time"
     writer.writerow([*report["axes"], *STAT_COLUMNS, *(["knobs"] if one_at_a_time else [])])
     for row in report["rows"]:
-        writer.writerow([_cell(row["point"].get(a)) for a in report["axes"]]
-                        + [_cell(row[c]) for c in STAT_COLUMNS]
-                        + ([";".join(row.get("knobs") or [])] if one_at_a_time else []))
+        writer.writerow(
+            [_cell(row["point"].get(a)) for a in report["axes"]]
+            + [_cell(row[c]) for c in STAT_COLUMNS]
+            + ([";".join(row.get("knobs") or [])] if one_at_a_time else [])
+        )
     return out.getvalue()
 
 

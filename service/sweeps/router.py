@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from service.core.deps import ID, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams
+from service.jobs.models import JobStatusName
 from service.jobs.router import IdempotencyKey
 from service.jobs.schemas import JobOut
 from service.sweeps import plots, report, service
@@ -15,14 +16,20 @@ from service.sweeps.schemas import SweepCounts, SweepCreate, SweepOut, SweepRepo
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
-NOT_FOUND = {404: {"model": ErrorResponse}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 Paging = Annotated[PageParams, Depends()]
 
 
 def _out(sweep: Sweep, counts: dict[str, int]) -> SweepOut:
-    return SweepOut(id=sweep.id, name=sweep.name, status=service.derive_status(counts),
-                    counts=SweepCounts(**counts), total_jobs=sum(counts.values()),
-                    request=sweep.request, created_at=sweep.created_at)
+    return SweepOut(
+        id=sweep.id,
+        name=sweep.name,
+        status=service.derive_status(counts),
+        counts=SweepCounts(**counts),
+        total_jobs=sum(counts.values()),
+        request=sweep.request,
+        created_at=sweep.created_at,
+    )
 
 
 def _one(session, sweep: Sweep) -> SweepOut:
@@ -73,7 +80,7 @@ def list_sweep_jobs(
     user: CurrentUser,
     session: SessionDep,
     page: Paging,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = Query(None),
+    status: JobStatusName | None = Query(None),
 ) -> Page[JobOut]:
     rows, cursor = service.jobs_page(session, user, sweep_id, page, status)
     return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
@@ -113,5 +120,4 @@ def get_sweep_report(
         headers["Content-Disposition"] = f'inline; filename="sweep-{sweep_id}-report.png"'
         png = plots.render_png(data, base_algorithm=base_algorithm)
         return Response(png, media_type="image/png", headers=headers)
-    return Response(SweepReport.model_validate(data).model_dump_json(), media_type="application/json",
-                    headers=headers)
+    return Response(SweepReport.model_validate(data).model_dump_json(), media_type="application/json", headers=headers)

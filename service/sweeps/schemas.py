@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
 from cttv2_engine.spec import StrictModel
+from service.jobs.models import JobStatus
 from service.jobs.schemas import JobCreate
 
 AxisPath = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -28,7 +29,9 @@ class SweepCreate(StrictModel):
         "order as sent); the first non-algorithm axis is the x axis (or heatmap rows)",
     )
     seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
-        None, min_length=1, max_length=1000,
+        None,
+        min_length=1,
+        max_length=1000,
         description="training.seed of each repetition (default: the base's seed)",
     )
     mode: Literal["grid", "one_at_a_time"] = Field(
@@ -36,8 +39,8 @@ class SweepCreate(StrictModel):
         description="grid: one point per combination of the axes' values. one_at_a_time: the "
         "`algorithm` axis (if any) is crossed with everything as in grid mode, and every other "
         "axis (a knob) is varied alone while the other knobs stay at their REFERENCE value, the "
-        "FIRST value listed for that axis. E.g. grid {\"algorithm\": [a, b], "
-        "\"device.transfer_noise\": [0, 0.1, 0.2], \"device.sp_skew\": [0, 0.1]} plans, for "
+        'FIRST value listed for that axis. E.g. grid {"algorithm": [a, b], '
+        '"device.transfer_noise": [0, 0.1, 0.2], "device.sp_skew": [0, 0.1]} plans, for '
         "each of a and b, transfer_noise 0, 0.1, 0.2 at sp_skew 0 and sp_skew 0.1 at "
         "transfer_noise 0 (4 points per algorithm, not 6): the reference point (every knob at "
         "its first value) is planned once and its jobs count for every knob's curve. "
@@ -72,7 +75,12 @@ class SweepCounts(BaseModel):
     cancelled: int = 0
 
 
-SweepStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "partial"]
+PARTIAL = "partial"  # every job done, some succeeded
+# A sweep's status is derived from its jobs' (sweeps.service.derive_status).
+if TYPE_CHECKING:  # built at run time (see JobStatusName)
+    SweepStatus = str
+else:
+    SweepStatus = Literal[(*(status.value for status in JobStatus), PARTIAL)]
 
 
 class SweepOut(BaseModel):

@@ -12,16 +12,15 @@ from sqlalchemy.orm import Session
 from cttv2_engine.presets import DEFAULT_LR
 from cttv2_engine.spec import JobSpec, TrainingSpec, canonical_hash
 from service.core.config import get_settings
-from service.core.errors import Conflict, Invalid, NotFound
+from service.core.errors import Conflict, Invalid, NotFound, field_error
 from service.core.pagination import PageParams, paginate
-from service.jobs import limits
+from service.jobs import lifecycle, limits
 from service.jobs import service as jobs
-from service.jobs.events import add_event
-from service.jobs.models import JOB_STATUSES, Job
+from service.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from service.sweeps import plan
 from service.sweeps.models import Sweep
 from service.sweeps.report import JobOutcome, build_report
-from service.sweeps.schemas import SweepCreate
+from service.sweeps.schemas import PARTIAL, SweepCreate
 from service.users.models import User
 
 
@@ -47,23 +46,37 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
     plan.check_baseline_training(body.baseline_training)
     _check_size(body, axes, seeds)
     if body.base.resume_from is not None:
-        raise Invalid("base.resume_from: a sweep starts every job afresh",
-                      fields=[{"field": "base.resume_from", "message": "not allowed in a sweep"}])
+        raise field_error(
+            "base.resume_from", "not allowed in a sweep", summary="base.resume_from: a sweep starts every job afresh"
+        )
     base, device_spec_id = jobs.resolve_device(session, user, body.base)
-    planned = plan.plan(base, body.grid, axes, seeds, body.baseline,
-                        label=body.name or body.base.name or "sweep", mode=body.mode,
-                        baseline_training=body.baseline_training)
+    planned = plan.plan(
+        base,
+        body.grid,
+        axes,
+        seeds,
+        body.baseline,
+        label=body.name or body.base.name or "sweep",
+        mode=body.mode,
+        baseline_training=body.baseline_training,
+    )
     specs = [_validate(session, user, job, body.baseline_training) for job in planned]
     limits.check_active_jobs(session, user, len(specs))  # a sweep counts every job it queues
 
-    sweep = Sweep(user_id=user.id, name=body.name, request=_stored_request(body, axes, seeds),
-                  idempotency_key=idempotency_key, request_hash=request_hash)
+    sweep = Sweep(
+        user_id=user.id,
+        name=body.name,
+        request=_stored_request(body, axes, seeds),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
     session.add(sweep)
     try:
         session.flush()
         rows = [
             jobs.new_job(
-                user, spec,
+                user,
+                spec,
                 # The stored device spec it came from, unless the grid replaced the device.
                 device_spec_id=None if job.is_baseline or "device" in job.grid else device_spec_id,
                 sweep_id=sweep.id,
@@ -74,8 +87,7 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
         ]
         session.add_all(rows)
         session.flush()
-        for row in rows:
-            add_event(session, row.id, "status", {"status": "queued"})
+        lifecycle.submitted(session, [row.id for row in rows])
         session.commit()
     except IntegrityError:
         session.rollback()  # a concurrent request with the same key won: answer as a replay
@@ -84,7 +96,7 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
             if earlier is not None:
                 return earlier, True
         raise
-    jobs.enqueue_many(session, [row.id for row in rows])
+    lifecycle.publish([row.id for row in rows])
     return sweep, False
 
 
@@ -101,8 +113,7 @@ def _hashed(body: SweepCreate) -> dict[str, Any]:
 def _by_key(session: Session, user: User, key: str, request_hash: str) -> Sweep | None:
     earlier = session.scalar(select(Sweep).where(Sweep.user_id == user.id, Sweep.idempotency_key == key))
     if earlier is not None and earlier.request_hash != request_hash:
-        raise Conflict("Idempotency-Key was already used with a different request body",
-                       code="idempotency_key_reused")
+        raise Conflict("Idempotency-Key was already used with a different request body", code="idempotency_key_reused")
     return earlier
 
 
@@ -113,17 +124,20 @@ def _check_size(body: SweepCreate, axes: list[str], seeds: list[int]) -> None:
         detail = f"{_count(n_grid // len(seeds), 'grid point')} x {_count(len(seeds), 'seed')}"
         if n_baseline:
             detail += f" + {_count(n_baseline, 'baseline job')}"
-        message = (f"this sweep would create {n_grid + n_baseline} jobs ({detail}); the limit is "
-                   f"{cap} (setting CTTV2_MAX_SWEEP_JOBS)")
-        raise Invalid(message, code="sweep_too_large", fields=[{"field": "grid", "message": message}])
+        message = (
+            f"this sweep would create {n_grid + n_baseline} jobs ({detail}); the limit is "
+            f"{cap} (setting CTTV2_MAX_SWEEP_JOBS)"
+        )
+        raise field_error("grid", message, summary=message, code="sweep_too_large")
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _validate(session: Session, user: User, job: plan.PlannedJob,
-              baseline_training: dict[str, Any] | None = None) -> JobSpec:
+def _validate(
+    session: Session, user: User, job: plan.PlannedJob, baseline_training: dict[str, Any] | None = None
+) -> JobSpec:
     """The jobs' own checks on one planned spec; a failure names the grid axis (and value),
     the baseline_training key or the base field to blame, and the point where it failed."""
     try:
@@ -137,7 +151,7 @@ def _validate(session: Session, user: User, job: plan.PlannedJob,
             field, message = _blame(first["field"], first["message"], job)
         where = ("digital baseline" if job.is_baseline else "grid point") + f" {json.dumps(job.grid)}"
         message = f"{message} (at {where}, seed {job.seed})" if job.grid or job.is_baseline else message
-        raise Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}]) from None
+        raise field_error(field, message) from None
 
 
 def _blame(field: str, message: str, job: plan.PlannedJob) -> tuple[str, str]:
@@ -163,7 +177,7 @@ def _stored_request(body: SweepCreate, axes: list[str], seeds: list[int]) -> dic
 
 # -- reading --------------------------------------------------------------------------------------
 def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
-    out = {sid: dict.fromkeys(JOB_STATUSES, 0) for sid in sweep_ids}
+    out = {sid: {status.value: 0 for status in JobStatus} for sid in sweep_ids}
     if sweep_ids:
         rows = session.execute(
             select(Job.sweep_id, Job.status, func.count())
@@ -171,7 +185,7 @@ def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
             .group_by(Job.sweep_id, Job.status)
         )
         for sid, status, n in rows:
-            out[sid][status] = n
+            out[sid][status] = n  # type: ignore[index]  # the query selects sweep_id IN sweep_ids
     return out
 
 
@@ -179,15 +193,16 @@ def derive_status(c: dict[str, int]) -> str:
     """queued (nothing started), running (some started, some left), then, once every job is
     done: succeeded (all), partial (some), cancelled or failed (none succeeded)."""
     total = sum(c.values())
-    if c["running"] or (c["queued"] and c["queued"] < total):
-        return "running"
-    if c["queued"]:
-        return "queued"
-    if c["succeeded"] == total:
-        return "succeeded"
-    if c["succeeded"]:
-        return "partial"
-    return "cancelled" if c["cancelled"] else "failed"
+    queued, succeeded = c[JobStatus.QUEUED], c[JobStatus.SUCCEEDED]
+    if c[JobStatus.RUNNING] or (queued and queued < total):
+        return JobStatus.RUNNING
+    if queued:
+        return JobStatus.QUEUED
+    if succeeded == total:
+        return JobStatus.SUCCEEDED
+    if succeeded:
+        return PARTIAL
+    return JobStatus.CANCELLED if c[JobStatus.CANCELLED] else JobStatus.FAILED
 
 
 def list_page(session: Session, user: User, params: PageParams):
@@ -207,10 +222,11 @@ def cancel(session: Session, user: User, sweep_id: int) -> Sweep:
     while the running ones are being stopped)."""
     sweep = get(session, user, sweep_id)
     left = session.execute(
-        select(Job.id, Job.status).where(Job.sweep_id == sweep.id, Job.status.in_(("queued", "running")))
+        select(Job.id, Job.status).where(Job.sweep_id == sweep.id, Job.status.in_(ACTIVE_STATUSES))
     ).all()
-    for job_id, _ in sorted(left, key=lambda r: (r.status != "queued", r.id)):
-        jobs.cancel(session, user, job_id)
+    for job_id, _ in sorted(left, key=lambda r: (r.status != JobStatus.QUEUED, r.id)):
+        lifecycle.cancel(session, job_id)
+        session.commit()  # one job at a time, as a single cancel does
     return sweep
 
 
@@ -227,14 +243,25 @@ def report(session: Session, user: User, sweep_id: int) -> tuple[dict[str, Any],
     ):
         training.setdefault(_grid_key(point), baseline_training(spec))
     outcomes = [
-        JobOutcome(status=status, is_baseline=is_baseline, grid=(point or {}).get("grid", {}),
-                   test_error=_test_error(result),
-                   training=training.get(_grid_key(point)) if is_baseline else None)
+        JobOutcome(
+            status=status,
+            is_baseline=is_baseline,
+            grid=(point or {}).get("grid", {}),
+            test_error=_test_error(result),
+            training=training.get(_grid_key(point)) if is_baseline else None,
+        )
         for status, is_baseline, point, result in rows
     ]
     req = sweep.request
-    data = build_report(sweep_id=sweep.id, name=sweep.name, axes=req["axes"], grid=req["grid"],
-                        baseline=req["baseline"], jobs=outcomes, mode=req.get("mode", "grid"))
+    data = build_report(
+        sweep_id=sweep.id,
+        name=sweep.name,
+        axes=req["axes"],
+        grid=req["grid"],
+        baseline=req["baseline"],
+        jobs=outcomes,
+        mode=req.get("mode", "grid"),
+    )
     base_algorithm = req["base"].get("algorithm") or JobSpec.model_fields["algorithm"].default
     return data, base_algorithm
 

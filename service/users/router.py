@@ -42,8 +42,9 @@ def list_users(admin: Admin, session: SessionDep, page: Annotated[PageParams, De
     return Page(items=[UserOut.model_validate(u) for u in rows], next_cursor=cursor)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_user",
-             responses={409: {"model": ErrorResponse}})
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, operation_id="create_user", responses={409: {"model": ErrorResponse}}
+)
 def create_user(body: UserCreate, admin: Admin, session: SessionDep, settings: SettingsDep) -> UserCreated:
     user, token = service.create_user_api(session, settings, body.name, is_admin=body.is_admin)
     return UserCreated(user=UserOut.model_validate(user), token=_issued(token))
@@ -54,8 +55,11 @@ def get_user(user_id: ID, admin: Admin, session: SessionDep) -> UserOut:
     return UserOut.model_validate(service.get_user(session, user_id))
 
 
-@router.post("/{user_id}/disable", operation_id="disable_user",
-             responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
+@router.post(
+    "/{user_id}/disable",
+    operation_id="disable_user",
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
 def disable_user(user_id: ID, admin: Admin, session: SessionDep) -> UserOut:
     """A disabled user's tokens stop working at once; their jobs are kept."""
     return UserOut.model_validate(service.set_disabled(session, admin, user_id, True))
@@ -67,24 +71,31 @@ def enable_user(user_id: ID, admin: Admin, session: SessionDep) -> UserOut:
 
 
 @router.get("/{user_id}/tokens", operation_id="list_user_tokens", responses={404: {"model": ErrorResponse}})
-def list_user_tokens(user_id: ID, admin: Admin, session: SessionDep,
-                     page: Annotated[PageParams, Depends()]) -> Page[TokenOut]:
+def list_user_tokens(
+    user_id: ID, admin: Admin, session: SessionDep, page: Annotated[PageParams, Depends()]
+) -> Page[TokenOut]:
     rows, cursor = service.list_tokens(session, user_id, page)
     return Page(items=[TokenOut.model_validate(t) for t in rows], next_cursor=cursor)
 
 
-@router.post("/{user_id}/tokens", status_code=status.HTTP_201_CREATED, operation_id="create_user_token",
-             responses={404: {"model": ErrorResponse}})
-def create_user_token(user_id: ID, body: TokenCreate, admin: Admin, session: SessionDep,
-                      settings: SettingsDep) -> TokenIssued:
+@router.post(
+    "/{user_id}/tokens",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="create_user_token",
+    responses={404: {"model": ErrorResponse}},
+)
+def create_user_token(
+    user_id: ID, body: TokenCreate, admin: Admin, session: SessionDep, settings: SettingsDep
+) -> TokenIssued:
     user = service.get_user(session, user_id)
     token = service.issue_token_record(session, settings, user, label=body.label, ttl_days=body.ttl_days)
     session.commit()
     return _issued(token)
 
 
-@router.post("/{user_id}/tokens/{token_id}/revoke", operation_id="revoke_user_token",
-             responses={404: {"model": ErrorResponse}})
+@router.post(
+    "/{user_id}/tokens/{token_id}/revoke", operation_id="revoke_user_token", responses={404: {"model": ErrorResponse}}
+)
 def revoke_user_token(user_id: ID, token_id: ID, admin: Admin, session: SessionDep) -> TokenOut:
     return TokenOut.model_validate(service.revoke_token_by_id(session, user_id, token_id))
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
-from service.core.db import utcnow
+from service.core.db import execute_count, utcnow
 from service.core.errors import Conflict, NotFound, Unauthorized
 from service.core.pagination import PageParams, paginate
 from service.core.security import hash_token, new_token
@@ -64,7 +64,7 @@ def revoke_tokens(session: Session, *, user_name: str | None = None, prefix: str
         if len(prefix) < 10:
             raise UserError("give at least the first 10 characters of the token")
         stmt = stmt.where(ApiToken.prefix == prefix[:12])
-    return session.execute(stmt).rowcount
+    return execute_count(session, stmt)
 
 
 def authenticate(session: Session, settings: Settings, token: str | None) -> User:
@@ -88,6 +88,7 @@ def authenticate(session: Session, settings: Settings, token: str | None) -> Use
 
 
 # -- the admin API (/v1/admin/users) --------------------------------------------------------
+
 
 def create_user_api(
     session: Session, settings: Settings, name: str, *, is_admin: bool

@@ -31,10 +31,16 @@ UPLOAD_SCHEMA = {
                     "type": "object",
                     "required": ["file", "arch"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary",
-                                 "description": "a state dict (.pt/.pth, plain tensors) or .safetensors"},
-                        "name": {"type": "string", "description": "plain file name ending in "
-                                 ".safetensors, .pt or .pth; default: the uploaded file's name"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a state dict (.pt/.pth, plain tensors) or .safetensors",
+                        },
+                        "name": {
+                            "type": "string",
+                            "description": "plain file name ending in "
+                            ".safetensors, .pt or .pth; default: the uploaded file's name",
+                        },
                         "arch": {"type": "string", "description": "a model registry name, e.g. swin_micro"},
                         "img_size": {"type": "integer", "description": "input size (default: the arch's)"},
                     },

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from cttv2_engine.registry import check_model, get_model_config
 from cttv2_engine.spec import SAFE_NAME
-from service.core import queue
+from service.core import broker
 from service.core.config import get_settings
-from service.core.errors import Conflict, Invalid, NotFound, Unavailable
+from service.core.errors import Conflict, NotFound, Unavailable, field_error
 from service.core.pagination import PageParams, paginate
 from service.users.models import User
 from service.weights.models import WeightsFile
@@ -31,33 +31,28 @@ def user_dir(user_id: int, weights_dir: Path | None = None) -> Path:
     return Path(weights_dir or get_settings().weights_dir) / "users" / str(user_id)
 
 
-def _invalid(field: str, message: str) -> Invalid:
-    return Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}])
-
-
 def _checked_fields(upload: Upload) -> tuple[str, str, int | None]:
     name = upload.fields.get("name") or (upload.filename or "").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
     name_field = "name" if upload.fields.get("name") else "file"
     if not SAFE_NAME.match(name) or not name.lower().endswith(SUFFIXES):
-        raise _invalid(name_field, "a plain file name (letters, digits, . _ -) ending in "
-                                   ".safetensors, .pt or .pth")
+        raise field_error(name_field, "a plain file name (letters, digits, . _ -) ending in .safetensors, .pt or .pth")
     arch = upload.fields.get("arch", "")
     if not arch:
-        raise _invalid("arch", "required: the architecture the weights are for")
+        raise field_error("arch", "required: the architecture the weights are for")
     try:
         get_model_config(arch)
     except ValueError as exc:
-        raise _invalid("arch", str(exc)) from None
+        raise field_error("arch", str(exc)) from None
     img_size: int | None = None
     raw = upload.fields.get("img_size")
     if raw:
         if not raw.isdigit() or not 8 <= int(raw) <= 4096:
-            raise _invalid("img_size", "an integer from 8 to 4096")
+            raise field_error("img_size", "an integer from 8 to 4096")
         img_size = int(raw)
     try:
         check_model(arch, img_size)
     except ValueError as exc:
-        raise _invalid("img_size", str(exc)) from None
+        raise field_error("img_size", str(exc)) from None
     return name, arch, img_size
 
 
@@ -66,22 +61,35 @@ def create(session: Session, user: User, upload: Upload) -> WeightsFile:
     queue its validation."""
     try:
         name, arch, img_size = _checked_fields(upload)
-        record = WeightsFile(user_id=user.id, name=name, arch=arch, img_size=img_size,
-                             size=upload.size, sha256=upload.sha256, status="pending")
+        record = WeightsFile(
+            user_id=user.id,
+            name=name,
+            arch=arch,
+            img_size=img_size,
+            size=upload.size,
+            sha256=upload.sha256,
+            status="pending",
+        )
         session.add(record)
         try:
             session.flush()
         except IntegrityError:
             session.rollback()
-            raise Conflict(f"name: you already have weights named {name!r}",
-                           code="name_taken", fields=[{"field": "name", "message": "already used"}]) from None
+            raise field_error(
+                "name",
+                "already used",
+                summary=f"name: you already have weights named {name!r}",
+                code="name_taken",
+                error=Conflict,
+            ) from None
         final = user_dir(user.id) / name
+        assert upload.path is not None  # receive() returned: the file part was written
         os.replace(upload.path, final)
         upload.path = None
         session.commit()
     finally:
         upload.discard()
-    if not queue.try_send(queue.VALIDATE_WEIGHTS_TASK, record.id):
+    if not broker.try_publish(broker.VALIDATE_WEIGHTS_TASK, record.id):
         session.delete(record)
         session.commit()
         final.unlink(missing_ok=True)

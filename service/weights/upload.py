@@ -8,11 +8,12 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 from fastapi import Request
 
-from service.core.errors import Invalid, TooLarge
+from service.core.errors import APIError, TooLarge, field_error
 
 FIELD_LIMIT = 1024  # bytes of a plain (non-file) field
 FIELDS = ("name", "arch", "img_size")
@@ -20,10 +21,6 @@ FILE_FIELD = "file"
 # After the limit is passed, read (and drop) at most this much more so the client gets the
 # 413 instead of a reset connection; past that the connection is simply closed.
 DRAIN_LIMIT = 64 << 20
-
-
-def _invalid(field: str, message: str) -> Invalid:
-    return Invalid(f"{field}: {message}", fields=[{"field": field, "message": message}])
 
 
 @dataclass
@@ -49,7 +46,7 @@ class _Receiver:
         self.upload = Upload()
         self.too_large = False
         self._hash = hashlib.sha256()
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._pending: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._hname = b""
@@ -80,13 +77,13 @@ class _Receiver:
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
             if name != FILE_FIELD:
-                raise _invalid(name or "body", f"the file goes in the {FILE_FIELD!r} field")
+                raise field_error(name or "body", f"the file goes in the {FILE_FIELD!r} field")
             if self.upload.filename is not None:
-                raise _invalid(FILE_FIELD, "only one file per upload")
+                raise field_error(FILE_FIELD, "only one file per upload")
             self.upload.filename = options[b"filename"].decode("utf-8", "replace")
             self._is_file = True
         elif name not in FIELDS:
-            raise _invalid(name or "body", f"unknown field; expected {FILE_FIELD}, {', '.join(FIELDS)}")
+            raise field_error(name or "body", f"unknown field; expected {FILE_FIELD}, {', '.join(FIELDS)}")
         self._part = name
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -100,7 +97,7 @@ class _Receiver:
         else:
             self._value += chunk
             if len(self._value) > FIELD_LIMIT:
-                raise _invalid(self._part or "body", f"longer than {FIELD_LIMIT} bytes")
+                raise field_error(self._part or "body", f"longer than {FIELD_LIMIT} bytes")
 
     def on_part_end(self) -> None:
         if not self._is_file and self._part:
@@ -141,16 +138,26 @@ async def receive(request: Request, folder: Path, max_bytes: int) -> Upload:
 
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise _invalid("body", "expected multipart/form-data with a file part")
+        raise field_error("body", "expected multipart/form-data with a file part")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + DRAIN_LIMIT:
         raise _too_large(max_bytes)
 
     rx = _Receiver(folder, max_bytes)
-    callbacks = {name: getattr(rx, name) for name in (
-        "on_part_begin", "on_header_field", "on_header_value", "on_header_end",
-        "on_headers_finished", "on_part_data", "on_part_end")}
-    parser = python_multipart.MultipartParser(params[b"boundary"], callbacks)
+    callbacks = {
+        name: getattr(rx, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+        )
+    }
+    # A TypedDict of callbacks in the stubs; built here by name from the receiver's methods.
+    parser = python_multipart.MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
     received = 0
     try:
         async for chunk in request.stream():
@@ -165,18 +172,22 @@ async def receive(request: Request, folder: Path, max_bytes: int) -> Upload:
         parser.finalize()
     except FormParserError:
         await anyio.to_thread.run_sync(lambda: rx.close(discard=True))
-        raise _invalid("body", "malformed multipart body") from None
+        raise field_error("body", "malformed multipart body") from None
     except BaseException:
         await anyio.to_thread.run_sync(lambda: rx.close(discard=True))
         raise
     await anyio.to_thread.run_sync(rx.close)
     if rx.upload.filename is None or rx.upload.path is None:
         rx.upload.discard()
-        raise _invalid(FILE_FIELD, "a non-empty file part is required")
+        raise field_error(FILE_FIELD, "a non-empty file part is required")
     return rx.upload
 
 
-def _too_large(max_bytes: int) -> TooLarge:
+def _too_large(max_bytes: int) -> APIError:
     mb = max_bytes // (1 << 20)
-    return TooLarge(f"file: larger than the upload limit of {mb} MB (CTTV2_MAX_UPLOAD_MB)",
-                    fields=[{"field": "file", "message": f"larger than {mb} MB"}])
+    return field_error(
+        "file",
+        f"larger than {mb} MB",
+        error=TooLarge,
+        summary=f"file: larger than the upload limit of {mb} MB (CTTV2_MAX_UPLOAD_MB)",
+    )

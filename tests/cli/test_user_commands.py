@@ -32,10 +32,20 @@ class CLI:
             self.env["CTTV2_TOKEN"] = token
 
     def __call__(self, *args: str, code: int | None = 0, input: str | None = None) -> subprocess.CompletedProcess:
-        res = subprocess.run([sys.executable, "-m", "cttv2_cli", *args], cwd=ROOT, env=self.env, input=input,
-                             capture_output=True, text=True, timeout=600, check=False)
+        res = subprocess.run(
+            [sys.executable, "-m", "cttv2_cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if code is not None:
-            assert res.returncode == code, f"cttv2 {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+            assert res.returncode == code, (
+                f"cttv2 {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+            )
         return res
 
     def json(self, *args: str):
@@ -74,8 +84,22 @@ def finished(cli, files) -> dict:
 
 def test_help_lists_the_user_commands():
     out = CLI(Path("/nonexistent"))("--help").stdout
-    for command in ("login", "device", "submit", "jobs", "show", "watch", "logs", "cancel", "download",
-                    "artifacts", "metrics", "sweep", "serve", "worker"):
+    for command in (
+        "login",
+        "device",
+        "submit",
+        "jobs",
+        "show",
+        "watch",
+        "logs",
+        "cancel",
+        "download",
+        "artifacts",
+        "metrics",
+        "sweep",
+        "serve",
+        "worker",
+    ):
         assert f"  {command}" in out, out
 
 

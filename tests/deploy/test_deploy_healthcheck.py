@@ -19,9 +19,7 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def load_healthcheck():
-    spec = importlib.util.spec_from_file_location(
-        "cttv2_healthcheck", ROOT / "docker" / "healthcheck.py"
-    )
+    spec = importlib.util.spec_from_file_location("cttv2_healthcheck", ROOT / "docker" / "healthcheck.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -56,10 +54,7 @@ def test_http_healthy_on_2xx(http_server):
 
 
 def test_http_unhealthy_on_503_and_when_down(http_server, capsys):
-    assert (
-        healthcheck.check_http(f"{http_server}/notready", 3)
-        == f"{http_server}/notready answered 503"
-    )
+    assert healthcheck.check_http(f"{http_server}/notready", 3) == f"{http_server}/notready answered 503"
     assert healthcheck.main(["--timeout", "2", "http", "http://127.0.0.1:9/readyz"]) == 1
     assert "unreachable" in capsys.readouterr().err
 

@@ -63,7 +63,7 @@ def context(tmp_path):
 
     (tmp_path / "data").mkdir()
     (tmp_path / "weights").mkdir()
-    return RunContext(data_dir=tmp_path / "data", weights_dir=tmp_path / "weights", device="cpu")
+    return RunContext(data_dir=tmp_path / "data", weights_dir=tmp_path / "weights", compute="cpu")
 
 
 def tiny_spec(**sections) -> dict:
@@ -71,8 +71,7 @@ def tiny_spec(**sections) -> dict:
     spec = {
         "algorithm": "fp",
         "model": {"arch": "swin_micro", "analog_scope": "all", "digital_parts": "trained"},
-        "data": {"dataset": "digits", "classes": [0, 1, 2], "train_per_class": 16,
-                 "test_per_class": 8},
+        "data": {"dataset": "digits", "classes": [0, 1, 2], "train_per_class": 16, "test_per_class": 8},
         "training": {"epochs": 2, "batch_size": 16, "lr": 0.003, "seed": 1},
     }
     for key, value in sections.items():

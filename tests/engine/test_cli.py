@@ -13,13 +13,13 @@ from tests.engine.conftest import tiny_spec
 def _invoke(tmp_path, spec, *args):
     path = tmp_path / "job.yaml"
     path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
-    return CliRunner().invoke(cli, ["train", str(path), "--data-dir", str(tmp_path),
-                                    "--weights-dir", str(tmp_path), *args])
+    return CliRunner().invoke(
+        cli, ["train", str(path), "--data-dir", str(tmp_path), "--weights-dir", str(tmp_path), *args]
+    )
 
 
 def test_train_runs_a_spec_and_writes_outputs(tmp_path):
-    result = _invoke(tmp_path, tiny_spec(training={"epochs": 1}), "--workdir",
-                     str(tmp_path / "out"), "--device", "cpu")
+    result = _invoke(tmp_path, tiny_spec(training={"epochs": 1}), "--workdir", str(tmp_path / "out"), "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "completed on cpu: test accuracy" in result.output
     assert "epoch 1/1" in result.output

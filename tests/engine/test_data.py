@@ -22,8 +22,7 @@ def write_cifar10(root: Path, per_class_train: int = 4, per_class_test: int = 2)
     """The standard cifar-10-batches-py layout, tiny: 10 classes, labels cycling."""
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
-             b"ship", b"truck"]
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     n = 10 * per_class_train
     labels = [i % 10 for i in range(n)]
     data = _images(n, 0)
@@ -33,8 +32,9 @@ def write_cifar10(root: Path, per_class_train: int = 4, per_class_test: int = 2)
         with open(d / f"data_batch_{b + 1}", "wb") as fh:
             pickle.dump({b"data": data[sl], b"labels": labels[sl]}, fh)
     with open(d / "test_batch", "wb") as fh:
-        pickle.dump({b"data": _images(10 * per_class_test, 1),
-                     b"labels": [i % 10 for i in range(10 * per_class_test)]}, fh)
+        pickle.dump(
+            {b"data": _images(10 * per_class_test, 1), b"labels": [i % 10 for i in range(10 * per_class_test)]}, fh
+        )
     with open(d / "batches.meta", "wb") as fh:
         pickle.dump({b"label_names": names}, fh)
 
@@ -47,16 +47,16 @@ def write_cifar100(root: Path, per_class_train: int = 3, per_class_test: int = 2
     for split, per in (("train", per_class_train), ("test", per_class_test)):
         n = 100 * per
         with open(d / split, "wb") as fh:
-            pickle.dump({b"data": _images(n, 2), b"fine_labels": [i % 100 for i in range(n)],
-                         b"coarse_labels": [0] * n}, fh)
+            pickle.dump(
+                {b"data": _images(n, 2), b"fine_labels": [i % 100 for i in range(n)], b"coarse_labels": [0] * n}, fh
+            )
     with open(d / "meta", "wb") as fh:
         pickle.dump({b"fine_label_names": [c.encode() for c in CIFAR100_CLASSES]}, fh)
 
 
 def test_cifar10_layout_and_class_names(tmp_path):
     write_cifar10(tmp_path)
-    ds = load_dataset(DataSpec(dataset="cifar10", classes=["cat", "ship"], train_per_class=3),
-                      tmp_path, 32)
+    ds = load_dataset(DataSpec(dataset="cifar10", classes=["cat", "ship"], train_per_class=3), tmp_path, 32)
     assert ds.class_names == ["cat", "ship"]
     assert len(ds.train) == 6 and len(ds.test) == 4
     assert ds.train.images.dtype == torch.uint8 and ds.train.images.shape[1:] == (3, 32, 32)
@@ -113,8 +113,9 @@ def test_digits_split_and_subsets():
     # the split is fixed: the same images every time, disjoint train/test
     again = load_dataset(DataSpec(dataset="digits", classes=[5, 6, 7, 8, 9]), Path("."), 32)
     assert torch.equal(ds.test.images, again.test.images)
-    capped = load_dataset(DataSpec(dataset="digits", num_classes=3, train_per_class=10,
-                                   test_per_class=4), Path("."), 32)
+    capped = load_dataset(
+        DataSpec(dataset="digits", num_classes=3, train_per_class=10, test_per_class=4), Path("."), 32
+    )
     assert len(capped.train) == 30 and len(capped.test) == 12
     with pytest.raises(DataError, match="has no class"):
         load_dataset(DataSpec(dataset="digits", classes=["five", "1"]), Path("."), 32)

@@ -31,8 +31,9 @@ def _fails_before_training(tmp_path, context, spec, error, match):
 
 def test_untileable_arch_size(tmp_path, context):
     spec = tiny_spec(model={"arch": "swin_tiny_patch4_window7_224", "img_size": 32})
-    err = _fails_before_training(tmp_path, context, spec, ValidationError,
-                                 "window size 7 does not|not a multiple of the window size 7")
+    err = _fails_before_training(
+        tmp_path, context, spec, ValidationError, "window size 7 does not|not a multiple of the window size 7"
+    )
     assert "nearest size that works: 224" in str(err)
 
 
@@ -53,8 +54,10 @@ def test_missing_weights_file(tmp_path, context):
 def test_mismatched_weights_file(tmp_path, context):
     from cttv2_engine.models import build_model
 
-    save_file({k: v.contiguous() for k, v in build_model("swin_mini", None, 10).state_dict().items()},
-              context.weights_dir / "mini.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in build_model("swin_mini", None, 10).state_dict().items()},
+        context.weights_dir / "mini.safetensors",
+    )
     spec = tiny_spec(model={"pretrained": {"weights": "mini.safetensors"}})
     _fails_before_training(tmp_path, context, spec, WeightsError, "does not fit swin_micro")
     (context.weights_dir / "notes.txt").write_text("hi")
@@ -69,8 +72,9 @@ def test_pretrained_job_needs_the_service(tmp_path, context):
     _fails_before_training(tmp_path, context, spec, WeightsError, "job 7 has no trained weights")
 
 
-@pytest.mark.parametrize("device", [{"dw_min": 0.0}, {"w_max": -1}, {"n_states": 1},
-                                    {"write_noise_std": -1}, {"adc_bits": 40}])
+@pytest.mark.parametrize(
+    "device", [{"dw_min": 0.0}, {"w_max": -1}, {"n_states": 1}, {"write_noise_std": -1}, {"adc_bits": 40}]
+)
 def test_out_of_range_knobs(tmp_path, context, device):
     spec = tiny_spec(algorithm="c-ttv2", device=device)
     err = _fails_before_training(tmp_path, context, spec, ValidationError, "device")
@@ -88,7 +92,7 @@ def test_cuda_requested_without_cuda(tmp_path, context):
 
     if aihwkit_cuda_compiled() and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    context.device = "cuda"
+    context.compute = "cuda"
     _fails_before_training(tmp_path, context, tiny_spec(), HardwareError, "device cuda requested")
 
 
@@ -98,10 +102,10 @@ def test_pretrained_weights_load_with_head_reinitialized(tmp_path, context):
 
     torch.manual_seed(5)
     source = build_model("swin_micro", None, 10)
-    save_file({k: v.contiguous() for k, v in source.state_dict().items()},
-              context.weights_dir / "base.safetensors")
-    spec = JobSpec.model_validate(tiny_spec(model={"pretrained": {"weights": "base.safetensors"}},
-                                            training={"epochs": 1, "lr": 1e-9}))
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, context.weights_dir / "base.safetensors")
+    spec = JobSpec.model_validate(
+        tiny_spec(model={"pretrained": {"weights": "base.safetensors"}}, training={"epochs": 1, "lr": 1e-9})
+    )
     rec = Recorder()
     run(spec, workdir=tmp_path / "job", callbacks=rec, context=context)
     assert any("head re-initialized for 3 classes" in line for line in rec.logs)

@@ -1,11 +1,11 @@
-"""Device selection logic, with the CUDA probes injected (this machine has no GPU)."""
+"""Compute hardware selection (CPU/CUDA), with the CUDA probes injected (this machine has no GPU)."""
 
 from __future__ import annotations
 
 import pytest
 
 from cttv2_engine.errors import HardwareError
-from cttv2_engine.hardware import select_device
+from cttv2_engine.hardware import select_compute
 
 
 def probes(compiled: bool, available: bool, name: str | None = "NVIDIA H200"):
@@ -17,35 +17,35 @@ def probes(compiled: bool, available: bool, name: str | None = "NVIDIA H200"):
     [(True, True, "cuda"), (True, False, "cpu"), (False, True, "cpu"), (False, False, "cpu")],
 )
 def test_auto_uses_cuda_only_when_both_present(compiled, available, expected):
-    hw = select_device("auto", **probes(compiled, available))
-    assert hw.device == expected
-    assert hw.aihwkit_cuda_compiled is compiled and hw.torch_cuda_available is available
-    assert (hw.gpu_name == "NVIDIA H200") is (expected == "cuda")
+    compute = select_compute("auto", **probes(compiled, available))
+    assert compute.kind == expected
+    assert compute.aihwkit_cuda_compiled is compiled and compute.torch_cuda_available is available
+    assert (compute.gpu_name == "NVIDIA H200") is (expected == "cuda")
 
 
 def test_cpu_is_always_cpu():
-    assert select_device("cpu", **probes(True, True)).device == "cpu"
+    assert select_compute("cpu", **probes(True, True)).kind == "cpu"
 
 
 def test_cuda_request_names_what_is_missing():
-    assert select_device("cuda", **probes(True, True)).device == "cuda"
+    assert select_compute("cuda", **probes(True, True)).kind == "cuda"
     with pytest.raises(HardwareError, match="aihwkit was built without CUDA") as info:
-        select_device("cuda", **probes(False, True))
+        select_compute("cuda", **probes(False, True))
     assert "torch sees no CUDA GPU" not in str(info.value)
     with pytest.raises(HardwareError, match="torch sees no CUDA GPU") as info:
-        select_device("cuda", **probes(True, False))
+        select_compute("cuda", **probes(True, False))
     assert "aihwkit" not in str(info.value)
     with pytest.raises(HardwareError, match="aihwkit was built without CUDA.*and torch sees no"):
-        select_device("cuda", **probes(False, False))
+        select_compute("cuda", **probes(False, False))
 
 
 def test_unknown_device_is_rejected():
     with pytest.raises(HardwareError):
-        select_device("tpu", **probes(True, True))
+        select_compute("tpu", **probes(True, True))
 
 
 def test_real_probes_on_this_machine():
-    hw = select_device("auto")
-    expected = "cuda" if hw.aihwkit_cuda_compiled and hw.torch_cuda_available else "cpu"
-    assert hw.device == expected
-    assert hw.describe().startswith("CUDA" if expected == "cuda" else "CPU")
+    compute = select_compute("auto")
+    expected = "cuda" if compute.aihwkit_cuda_compiled and compute.torch_cuda_available else "cpu"
+    assert compute.kind == expected
+    assert compute.describe().startswith("CUDA" if expected == "cuda" else "CPU")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 import torch
 
 from cttv2_engine.devices import DEVICE_CLASSES, build_device, build_rpu_config, per_layer_config
-from cttv2_engine.families import FAMILIES
+from cttv2_engine.families import FAMILIES, DeviceFamily
 from cttv2_engine.recipes import RECIPES, WEIGHT_SCALING_OMEGA
-from cttv2_engine.spec import DEVICE_FAMILIES, DEVICE_PRESETS, AlgorithmOptions, DeviceSpec
+from cttv2_engine.spec import AlgorithmOptions, DeviceSpec
 
 OPTIONS = AlgorithmOptions()
 
@@ -65,10 +66,8 @@ def _cttv2_tile_after_zero_gradients(transfer_noise: float | None):
     only change through what the transfer reads off A."""
     from aihwkit.simulator.tiles import AnalogTile
 
-    spec = DeviceSpec(dw_min=0.01, dw_min_std=0.0, construction_seed=11,
-                      transfer_noise=transfer_noise)
-    config = build_rpu_config("c-ttv2", spec, AlgorithmOptions(transfer_every=1,
-                                                                auto_granularity=0))
+    spec = DeviceSpec(dw_min=0.01, dw_min_std=0.0, construction_seed=11, transfer_noise=transfer_noise)
+    config = build_rpu_config("c-ttv2", spec, AlgorithmOptions(transfer_every=1, auto_granularity=0))
     config.forward.is_perfect = True
     tile = AnalogTile(20, 20, config)
     tile.set_weights(torch.zeros(20, 20))
@@ -91,12 +90,24 @@ def test_transfer_noise_changes_the_transfer_read():
 
 
 def test_io_and_device_knobs_reach_the_config():
-    spec = DeviceSpec(family="SoftBounds", n_states=400, w_min=-0.8, w_max=1.2, up_down=0.1,
-                      dw_min_dtod=0.2, w_max_dtod=0.15, up_down_dtod=0.05, dw_min_std=0.4,
-                      write_noise_std=2.0, dac_bits=6, adc_bits=8, out_noise=0.02)
-    config = build_rpu_config("c-ttv2", spec, AlgorithmOptions(fast_lr=0.3, transfer_every=2,
-                                                               in_chop_prob=0.2, update_bl=7,
-                                                               transfer_bl=2))
+    spec = DeviceSpec(
+        family="SoftBounds",
+        n_states=400,
+        w_min=-0.8,
+        w_max=1.2,
+        up_down=0.1,
+        dw_min_dtod=0.2,
+        w_max_dtod=0.15,
+        up_down_dtod=0.05,
+        dw_min_std=0.4,
+        write_noise_std=2.0,
+        dac_bits=6,
+        adc_bits=8,
+        out_noise=0.02,
+    )
+    config = build_rpu_config(
+        "c-ttv2", spec, AlgorithmOptions(fast_lr=0.3, transfer_every=2, in_chop_prob=0.2, update_bl=7, transfer_bl=2)
+    )
     fast, slow = config.device.unit_cell_devices
     for dev in (fast, slow):
         assert dev.dw_min == pytest.approx(2.0 / 400)
@@ -119,7 +130,11 @@ def test_unset_options_resolve_to_each_algorithms_recipe():
         dev = build_rpu_config(algorithm, DeviceSpec(), AlgorithmOptions()).device
         recipe = RECIPES[algorithm]
         assert (dev.fast_lr, dev.transfer_every, dev.in_chop_prob, dev.auto_granularity) == (
-            recipe.fast_lr, recipe.transfer_every, recipe.in_chop_prob, recipe.auto_granularity)
+            recipe.fast_lr,
+            recipe.transfer_every,
+            recipe.in_chop_prob,
+            recipe.auto_granularity,
+        )
         assert dev.transfer_update.desired_bl == recipe.transfer_bl
     sgd = build_rpu_config("sgd", DeviceSpec(), AlgorithmOptions())
     assert sgd.update.desired_bl == RECIPES["sgd"].update_bl
@@ -135,16 +150,20 @@ def test_ttv2_is_cttv2_without_choppers_and_nothing_else():
 
 def test_auto_granularity_and_transfer_period_scale_with_tokens():
     """Tokens count as updates: both per-update periods are per image, times tokens per image."""
-    base = build_rpu_config("c-ttv2", DeviceSpec(), AlgorithmOptions(transfer_every=0.5,
-                                                                     auto_granularity=100))
+    base = build_rpu_config("c-ttv2", DeviceSpec(), AlgorithmOptions(transfer_every=0.5, auto_granularity=100))
     layer = per_layer_config(base, 64)
     assert layer.device.transfer_every == 32 and layer.device.auto_granularity == 6400
 
 
-@pytest.mark.parametrize("algorithm, compound", [
-    ("c-ttv2", "ChoppedTransferCompound"), ("ttv2", "ChoppedTransferCompound"),
-    ("agad", "DynamicTransferCompound"), ("mixed-precision", "MixedPrecisionCompound"),
-])
+@pytest.mark.parametrize(
+    "algorithm, compound",
+    [
+        ("c-ttv2", "ChoppedTransferCompound"),
+        ("ttv2", "ChoppedTransferCompound"),
+        ("agad", "DynamicTransferCompound"),
+        ("mixed-precision", "MixedPrecisionCompound"),
+    ],
+)
 def test_algorithms_build_their_compounds(algorithm, compound):
     config = build_rpu_config(algorithm, DeviceSpec(), OPTIONS)
     assert type(config.device).__name__ == compound
@@ -155,7 +174,7 @@ def test_algorithms_build_their_compounds(algorithm, compound):
 
 
 def test_whitelist_covers_every_family_and_presets_match_aihwkit():
-    assert set(DEVICE_CLASSES) == set(DEVICE_FAMILIES) | set(DEVICE_PRESETS) == set(FAMILIES)
+    assert set(DEVICE_CLASSES) == set(get_args(DeviceFamily))  # the whitelist has every name, no other
     for name, info in FAMILIES.items():
         cls = DEVICE_CLASSES[name]
         assert cls.__name__ == info["aihwkit_class"]
@@ -168,8 +187,17 @@ def test_whitelist_covers_every_family_and_presets_match_aihwkit():
             assert getattr(ref, knob) == pytest.approx(value), (name, knob)
         # the spec's defaults reproduce the preset exactly
         built = build_device(DeviceSpec(family=name))
-        for knob in ("dw_min", "w_min", "w_max", "up_down", "dw_min_dtod", "w_max_dtod",
-                     "w_min_dtod", "up_down_dtod", "dw_min_std"):
+        for knob in (
+            "dw_min",
+            "w_min",
+            "w_max",
+            "up_down",
+            "dw_min_dtod",
+            "w_max_dtod",
+            "w_min_dtod",
+            "up_down_dtod",
+            "dw_min_std",
+        ):
             assert getattr(built, knob) == pytest.approx(getattr(ref, knob)), (name, knob)
 
 
@@ -178,8 +206,7 @@ def test_construction_seed_zero_is_never_passed_to_aihwkit(tmp_path, context):
     from cttv2_engine.build import build_train_model
     from cttv2_engine.spec import JobSpec
 
-    spec = JobSpec.model_validate({"algorithm": "c-ttv2", "model": {"analog_scope": "head"},
-                                   "training": {"seed": 4}})
+    spec = JobSpec.model_validate({"algorithm": "c-ttv2", "model": {"analog_scope": "head"}, "training": {"seed": 4}})
     torch.manual_seed(0)
     tm = build_train_model(spec, 3, context, torch.device("cpu"))
     assert tm.construction_seed == 5

@@ -30,8 +30,7 @@ def test_fp_run_outputs_callbacks_and_reproducible_weights(tmp_path, context):
 
     job = tmp_path / "job"
     assert result.status == "completed"
-    for name in ("checkpoints/latest.pt", "checkpoints/best.pt", "weights.safetensors",
-                 "result.json"):
+    for name in ("checkpoints/latest.pt", "checkpoints/best.pt", "weights.safetensors", "result.json"):
         assert (job / name).is_file(), name
     assert result.weights_path == job / "weights.safetensors"
     saved = json.loads((job / "result.json").read_text())
@@ -40,8 +39,7 @@ def test_fp_run_outputs_callbacks_and_reproducible_weights(tmp_path, context):
     steps_per_epoch = 48 // 16
     assert [(s, e) for s, e, _ in rec.metrics] == [(steps_per_epoch, 1), (2 * steps_per_epoch, 2)]
     for _, _, m in rec.metrics:
-        assert {"train_loss", "test_loss", "test_accuracy", "test_error", "images_per_s",
-                "lr"} <= set(m)
+        assert {"train_loss", "test_loss", "test_accuracy", "test_error", "images_per_s", "lr"} <= set(m)
         assert m["test_error"] == pytest.approx(1 - m["test_accuracy"])
     assert rec.progress[-1].step == rec.progress[-1].total_steps == 2 * steps_per_epoch
     assert len(rec.progress) <= 2 + result.final["wall_s"] + 1  # ~1/s plus epoch ends
@@ -65,10 +63,11 @@ def test_fp_run_outputs_callbacks_and_reproducible_weights(tmp_path, context):
 
 
 def test_analog_run_digital_weights_reproduce_digital_accuracy(tmp_path, context):
-    spec = JobSpec.model_validate(tiny_spec(algorithm="c-ttv2",
-                                            model={"analog_scope": "head",
-                                                   "digital_parts": "trained"},
-                                            training={"epochs": 1}))
+    spec = JobSpec.model_validate(
+        tiny_spec(
+            algorithm="c-ttv2", model={"analog_scope": "head", "digital_parts": "trained"}, training={"epochs": 1}
+        )
+    )
     rec = Recorder()
     result = run(spec, workdir=tmp_path / "job", callbacks=rec, context=context)
     assert result.environment["analog_layers"] == 1 and result.environment["analog_tiles"] == 1
@@ -111,8 +110,11 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, context, stop_after
         assert torch.equal(weights[key], ref_weights[key]), key
     # the analog layers really trained (the comparison is not between two untouched models)
     untrained = build_reference_untrained(spec)
-    changed = [k for k in weights if k.startswith("layers.1.") and k.endswith(".weight")
-               and not torch.equal(weights[k], untrained[k])]
+    changed = [
+        k
+        for k in weights
+        if k.startswith("layers.1.") and k.endswith(".weight") and not torch.equal(weights[k], untrained[k])
+    ]
     assert len(changed) >= 5, changed
 
     keys = ("train_loss", "test_loss", "test_accuracy", "lr")
@@ -120,8 +122,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, context, stop_after
     assert pairs == whole.metric_pairs(*keys)
     assert done.final["test_accuracy"] == reference.final["test_accuracy"]
     untimed = [{k: v for k, v in h.items() if k != "images_per_s"} for h in done.history]
-    assert untimed == [{k: v for k, v in h.items() if k != "images_per_s"}
-                       for h in reference.history]
+    assert untimed == [{k: v for k, v in h.items() if k != "images_per_s"} for h in reference.history]
 
 
 def build_reference_untrained(spec: JobSpec) -> dict:
@@ -159,8 +160,7 @@ def test_resume_differences_name_what_may_not_change():
 
     base = tiny_spec(training={"epochs": 1})
     assert resume_differences(base, tiny_spec(name="x", training={"epochs": 5, "eval_every": 2})) == []
-    assert resume_differences(base, tiny_spec(training={"epochs": 1, "batch_size": 8})) == [
-        "training.batch_size"]
+    assert resume_differences(base, tiny_spec(training={"epochs": 1, "batch_size": 8})) == ["training.batch_size"]
     changed = tiny_spec(training={"epochs": 1})
     changed["device"] = {**changed.get("device", {}), "dw_min": 0.05}
     assert resume_differences(base, changed) == ["device.dw_min"]
@@ -172,10 +172,11 @@ def test_checkpoint_keeps_every_tile_state_under_realistic_noise(tmp_path, conte
     from cttv2_engine import checkpoint as ckpt
     from cttv2_engine.build import build_train_model
 
-    spec = JobSpec.model_validate(tiny_spec(algorithm="c-ttv2",
-                                            model={"analog_scope": "last_stage",
-                                                   "digital_parts": "frozen"},
-                                            training={"epochs": 1}))
+    spec = JobSpec.model_validate(
+        tiny_spec(
+            algorithm="c-ttv2", model={"analog_scope": "last_stage", "digital_parts": "frozen"}, training={"epochs": 1}
+        )
+    )
     run(spec, workdir=tmp_path, context=context)
     state = load_checkpoint(tmp_path / "checkpoints" / "latest.pt")
     saved_tiles = state["model"]["tiles"]
@@ -192,16 +193,18 @@ def test_checkpoint_keeps_every_tile_state_under_realistic_noise(tmp_path, conte
         assert torch.equal(restored[name]["weights"], saved["weights"]) or moved["moved"]
         diff = (restored[name]["hidden"] - saved["hidden"]).abs()
         assert float(diff.max()) <= max(moved["max_shift"], 0.0) + 1e-7
-        assert torch.equal(restored[name]["hidden"][a_index], saved["hidden"][a_index]) or (
-            moved["moved"] > 0)
+        assert torch.equal(restored[name]["hidden"][a_index], saved["hidden"][a_index]) or (moved["moved"] > 0)
 
 
 @pytest.mark.parametrize("algorithm", ["ttv2", "agad", "sgd", "mixed-precision"])
 def test_every_analog_algorithm_trains_end_to_end(tmp_path, context, algorithm):
-    spec = JobSpec.model_validate(tiny_spec(algorithm=algorithm,
-                                            model={"analog_scope": "head",
-                                                   "digital_parts": "trained"},
-                                            training={"epochs": 1, "lr": None}))
+    spec = JobSpec.model_validate(
+        tiny_spec(
+            algorithm=algorithm,
+            model={"analog_scope": "head", "digital_parts": "trained"},
+            training={"epochs": 1, "lr": None},
+        )
+    )
     result = run(spec, workdir=tmp_path, context=context)
     assert result.status == "completed" and result.environment["analog_tiles"] == 1
     assert 0.0 <= result.final["test_accuracy"] <= 1.0

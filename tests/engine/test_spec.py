@@ -140,13 +140,29 @@ def test_presets_listing_is_json_and_documents_knobs():
     from cttv2_engine.presets import listing
 
     data = json.loads(json.dumps(listing()))
-    assert {"SoftBoundsReference", "SoftBounds", "ConstantStep", "LinearStep", "ExpStep",
-            "PowStep"} <= set(data["families"])
+    assert {"SoftBoundsReference", "SoftBounds", "ConstantStep", "LinearStep", "ExpStep", "PowStep"} <= set(
+        data["families"]
+    )
     assert {"ReRamSB", "ReRamES", "EcRam", "Capacitor", "Idealized"} <= set(data["presets"])
     knobs = data["device_knobs"]
-    for name in ("dw_min", "n_states", "w_min", "w_max", "up_down", "dw_min_dtod", "w_max_dtod",
-                 "up_down_dtod", "dw_min_std", "write_noise_std", "sp_skew", "sp_variability",
-                 "transfer_noise", "dac_bits", "adc_bits", "out_noise"):
+    for name in (
+        "dw_min",
+        "n_states",
+        "w_min",
+        "w_max",
+        "up_down",
+        "dw_min_dtod",
+        "w_max_dtod",
+        "up_down_dtod",
+        "dw_min_std",
+        "write_noise_std",
+        "sp_skew",
+        "sp_variability",
+        "transfer_noise",
+        "dac_bits",
+        "adc_bits",
+        "out_noise",
+    ):
         assert knobs[name]["description"], name
     assert knobs["dw_min"]["exclusiveMinimum"] == 0 and knobs["dw_min"]["unit"] == "weight units"
     assert knobs["sp_skew"]["minimum"] == -1 and knobs["sp_skew"]["maximum"] == 1

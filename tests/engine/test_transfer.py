@@ -59,24 +59,41 @@ SEED = int(os.environ.get("CTTV2_PROOF_SEED", "0"))
 def pretrain(root: Path, seed: int = 0) -> RunContext:
     """Digits 0-4, digital, from scratch; its weights become weights/base.safetensors."""
     (root / "weights").mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(data_dir=root, weights_dir=root / "weights", device="cpu")
+    ctx = RunContext(data_dir=root, weights_dir=root / "weights", compute="cpu")
     result = run(
-        {"algorithm": "fp", "model": {"arch": "swin_micro"},
-         "data": {"dataset": "digits", "classes": [0, 1, 2, 3, 4]},
-         "training": {"kind": "pretrain", "epochs": 15, "batch_size": 16, "lr": 2e-3,
-                      "seed": seed}},
-        workdir=root / "pretrain", context=ctx)
+        {
+            "algorithm": "fp",
+            "model": {"arch": "swin_micro"},
+            "data": {"dataset": "digits", "classes": [0, 1, 2, 3, 4]},
+            "training": {"kind": "pretrain", "epochs": 15, "batch_size": 16, "lr": 2e-3, "seed": seed},
+        },
+        workdir=root / "pretrain",
+        context=ctx,
+    )
     assert result.final["test_accuracy"] > 0.9, result.final
     (root / "pretrain" / "weights.safetensors").rename(root / "weights" / "base.safetensors")
     return ctx
 
 
-def finetune(ctx: RunContext, algorithm: str, scope: str, *, epochs: int, seed: int,
-             lr: float | None = None, device: dict = REALISTIC_DEVICE, digital_parts: str = "frozen") -> dict:
+def finetune(
+    ctx: RunContext,
+    algorithm: str,
+    scope: str,
+    *,
+    epochs: int,
+    seed: int,
+    lr: float | None = None,
+    device: dict = REALISTIC_DEVICE,
+    digital_parts: str = "frozen",
+) -> dict:
     spec = {
         "algorithm": algorithm,
-        "model": {"arch": "swin_micro", "pretrained": {"weights": "base.safetensors"},
-                  "analog_scope": scope, "digital_parts": digital_parts},
+        "model": {
+            "arch": "swin_micro",
+            "pretrained": {"weights": "base.safetensors"},
+            "analog_scope": scope,
+            "digital_parts": digital_parts,
+        },
         "data": {"dataset": "digits", "classes": [5, 6, 7, 8, 9]},
         "training": {"epochs": epochs, "batch_size": 16, "seed": seed, "schedule": "cosine"},
     }
@@ -89,9 +106,15 @@ def finetune(ctx: RunContext, algorithm: str, scope: str, *, epochs: int, seed: 
     curve = [h["test_accuracy"] for h in result.history]
     # Analog reads are noisy at test time too (a few images flip between evaluations): judge
     # the end of training by its last two evaluations, or by its second half.
-    late = curve[len(curve) // 2:]
-    return {"name": name, "final": curve[-1], "end": sum(curve[-2:]) / 2, "late": sum(late) / len(late),
-            "curve": curve, "wall_s": result.final["wall_s"]}
+    late = curve[len(curve) // 2 :]
+    return {
+        "name": name,
+        "final": curve[-1],
+        "end": sum(curve[-2:]) / 2,
+        "late": sum(late) / len(late),
+        "curve": curve,
+        "wall_s": result.final["wall_s"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +124,12 @@ def pretrained(tmp_path_factory) -> RunContext:
 
 def _report(*runs: dict) -> None:
     for r in runs:
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                          if k != "curve"} | {"curve": [round(c, 3) for c in r["curve"]]}))
+        print(
+            json.dumps(
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "curve"}
+                | {"curve": [round(c, 3) for c in r["curve"]]}
+            )
+        )
 
 
 @pytest.mark.slow
@@ -123,8 +150,14 @@ def test_cttv2_clearly_beats_in_memory_sgd_on_the_same_device(pretrained):
 
 
 # The CPU study's reference device (examples/study-cpu-sweep.yaml) and its largest SP skew.
-STUDY_DEVICE = {"family": "SoftBoundsReference", "dw_min": 0.01, "sp_variability": 0.05,
-                "out_noise": 0.06, "dac_bits": 7, "adc_bits": 9}
+STUDY_DEVICE = {
+    "family": "SoftBoundsReference",
+    "dw_min": 0.01,
+    "sp_variability": 0.05,
+    "out_noise": 0.06,
+    "dac_bits": 7,
+    "adc_bits": 9,
+}
 STUDY_MAX_SKEW = 0.3
 
 
@@ -133,9 +166,18 @@ def test_cttv2_survives_the_studys_largest_sp_skew(pretrained):
     """At the recipe's defaults, every layer analog: no divergence at SP skew 0.3 (it gave NaN
     on every seed before the recipe was calibrated) and within 10 points of skew 0. Measured
     (docs/study.md): 3-seed means 94.6% at skew 0, 91.5% at 0.3 for seed 0. ~2.5 minutes."""
-    runs = {skew: finetune(pretrained, "c-ttv2", "all", epochs=8, seed=SEED, digital_parts="trained",
-                           device=STUDY_DEVICE | {"sp_skew": skew})
-            for skew in (0.0, STUDY_MAX_SKEW)}
+    runs = {
+        skew: finetune(
+            pretrained,
+            "c-ttv2",
+            "all",
+            epochs=8,
+            seed=SEED,
+            digital_parts="trained",
+            device=STUDY_DEVICE | {"sp_skew": skew},
+        )
+        for skew in (0.0, STUDY_MAX_SKEW)
+    }
     _report(*runs.values())
     for run_ in runs.values():
         assert all(0.0 <= c <= 1.0 for c in run_["curve"]), run_  # finite: no NaN, no divergence
@@ -149,8 +191,11 @@ def _weight_scale(ctx: RunContext, run_: dict) -> float:
 
     base = load_file(str(Path(ctx.weights_dir) / "base.safetensors"))
     tuned = load_file(str(Path(ctx.weights_dir).parent / run_["name"] / "weights.safetensors"))
-    ratios = [(tuned[k].std() / w.std()).item() for k, w in base.items()
-              if w.dim() >= 2 and not k.startswith("head.") and tuned[k].shape == w.shape]
+    ratios = [
+        (tuned[k].std() / w.std()).item()
+        for k, w in base.items()
+        if w.dim() >= 2 and not k.startswith("head.") and tuned[k].shape == w.shape
+    ]
     return sum(ratios) / len(ratios)
 
 
@@ -170,14 +215,23 @@ def test_knobs_move_in_sgd_the_way_the_physics_says(pretrained):
       the read noise, and the task is learned again on top. Measured, one seed: accuracy 52%
       vs 84%, weight std ratio 0.75 vs 1.63. The test pins that mechanism. ~2 minutes.
     """
-    reference = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
-                         device=STUDY_DEVICE)
-    spread = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
-                      device=STUDY_DEVICE | {"sp_variability": 0.3})
-    skewed = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained",
-                      device=STUDY_DEVICE | {"sp_skew": 0.3})
-    scales = {name: _weight_scale(pretrained, r)
-              for name, r in (("reference", reference), ("spread", spread), ("skewed", skewed))}
+    reference = finetune(pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained", device=STUDY_DEVICE)
+    spread = finetune(
+        pretrained,
+        "sgd",
+        "all",
+        epochs=8,
+        seed=SEED,
+        digital_parts="trained",
+        device=STUDY_DEVICE | {"sp_variability": 0.3},
+    )
+    skewed = finetune(
+        pretrained, "sgd", "all", epochs=8, seed=SEED, digital_parts="trained", device=STUDY_DEVICE | {"sp_skew": 0.3}
+    )
+    scales = {
+        name: _weight_scale(pretrained, r)
+        for name, r in (("reference", reference), ("spread", spread), ("skewed", skewed))
+    }
     _report(reference, spread, skewed)
     print(json.dumps({"weight_std_ratio": scales}))
     assert skewed["late"] <= reference["late"] + 0.05, (skewed, reference)

@@ -16,8 +16,11 @@ from tests.support.stack import wait_for_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-QUICK = spec(TINY_FP, name="burst", **{"training.epochs": 1, "data.classes": [0, 1],
-                                       "data.train_per_class": 8, "data.test_per_class": 4})
+QUICK = spec(
+    TINY_FP,
+    name="burst",
+    **{"training.epochs": 1, "data.classes": [0, 1], "data.train_per_class": 8, "data.test_per_class": 4},
+)
 SUBMISSIONS = 20
 CONCURRENCY = 6
 

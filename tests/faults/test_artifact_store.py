@@ -17,8 +17,9 @@ from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-QUICK = spec(TINY_FP, **{"training.epochs": 1, "data.classes": [0, 1], "data.train_per_class": 8,
-                         "data.test_per_class": 4})
+QUICK = spec(
+    TINY_FP, **{"training.epochs": 1, "data.classes": [0, 1], "data.train_per_class": 8, "data.test_per_class": 4}
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,9 @@ def test_disk_full_mid_run(stack, client):
     store = Path(stack.env["CTTV2_ARTIFACT_DIR"])
     store.mkdir(parents=True, exist_ok=True)
     # 256 KiB: room for the writability probe, not for the first checkpoint (~430 KB).
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(store)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(store)], capture_output=True, text=True, check=False
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); the ENOTDIR case covers the path")
     try:

@@ -36,8 +36,12 @@ def seeded(tmp_path_factory):
             cached.cache_clear()
         upgrade(get_settings())
         with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name) as conn:
-            users = [conn.execute("INSERT INTO users (name, is_admin, created_at) VALUES (%s, false, now()) "
-                                  "RETURNING id", (n,)).fetchone()[0] for n in ("big", "small")]
+            users = [
+                conn.execute(
+                    "INSERT INTO users (name, is_admin, created_at) VALUES (%s, false, now()) RETURNING id", (n,)
+                ).fetchone()[0]
+                for n in ("big", "small")
+            ]
             # The small user's jobs sit on both sides of the big user's 100,000: a page of theirs
             # read off the primary key would wade through all of those.
             seed_jobs(conn, users[1], 100)
@@ -99,8 +103,14 @@ def nodes(plan: dict):
 
 @pytest.mark.parametrize(
     ("who", "status", "where"),
-    [("big", None, "first"), ("big", None, "deep"), ("big", "failed", "first"), ("big", "failed", "deep"),
-     ("small", None, "first"), ("small", None, "deep")],
+    [
+        ("big", None, "first"),
+        ("big", None, "deep"),
+        ("big", "failed", "first"),
+        ("big", "failed", "deep"),
+        ("small", None, "first"),
+        ("small", None, "deep"),
+    ],
 )
 def test_a_page_reads_about_a_page_of_rows_at_any_depth(seeded, who, status, where):
     from sqlalchemy import text
@@ -120,5 +130,6 @@ def test_a_page_reads_about_a_page_of_rows_at_any_depth(seeded, who, status, whe
     scans = [n for n in nodes(plan) if "Scan" in n["Node Type"]]
     assert scans and all(n["Node Type"] in ("Index Scan", "Index Only Scan") for n in scans), kinds
     touched = sum(n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0) for n in scans)
-    assert touched <= 500, [(n["Node Type"], n.get("Index Name"), n.get("Actual Rows"),
-                             n.get("Rows Removed by Filter")) for n in scans]
+    assert touched <= 500, [
+        (n["Node Type"], n.get("Index Name"), n.get("Actual Rows"), n.get("Rows Removed by Filter")) for n in scans
+    ]

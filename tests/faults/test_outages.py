@@ -43,13 +43,17 @@ def test_database_outage_503s_then_both_recover_and_the_job_is_not_reaped(make_s
 
         proxy.down()
         down_at = time.monotonic()
-        for method, path, body in (("GET", "/v1/jobs", None), ("GET", f"/v1/jobs/{job['id']}", None),
-                                   ("POST", "/v1/jobs", TINY_FP)):
+        for method, path, body in (
+            ("GET", "/v1/jobs", None),
+            ("GET", f"/v1/jobs/{job['id']}", None),
+            ("POST", "/v1/jobs", TINY_FP),
+        ):
             t0 = time.monotonic()
             r = client.request(method, path, json=body)
             assert r.status_code == 503, r.text
-            assert r.json() == {"error": {"code": "database_unavailable",
-                                          "message": "the database is unavailable; try again shortly"}}
+            assert r.json() == {
+                "error": {"code": "database_unavailable", "message": "the database is unavailable; try again shortly"}
+            }
             assert r.headers["Retry-After"] and time.monotonic() - t0 < 15  # answered, not hung
         assert client.get("/readyz").status_code == 503
         # Stay down well past the heartbeat timeout: every heartbeat of the live worker fails.
@@ -81,8 +85,9 @@ def test_redis_restarted_empty_every_queued_job_runs_once(make_stack, tmp_path):
         client = s.client(s.create_user())
         running = client.post("/v1/jobs", json=spec(STEADY, **{"training.epochs": 16})).json()
         wait_checkpointed_and_running(s, running["id"], min_epochs=1)
-        waiting = [client.post("/v1/jobs", json=spec(TINY_FP, name=f"w{i}", **{"training.epochs": 1})).json()
-                   for i in range(4)]
+        waiting = [
+            client.post("/v1/jobs", json=spec(TINY_FP, name=f"w{i}", **{"training.epochs": 1})).json() for i in range(4)
+        ]
         queue = s.env["CTTV2_QUEUE_NAME"]
         assert int(redis.cli("LLEN", queue)) == len(waiting)
 

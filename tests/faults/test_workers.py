@@ -33,8 +33,9 @@ REAP_BOUND_S = HEARTBEAT_TIMEOUT_S + 2 * MAINTENANCE_INTERVAL_S + 10
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack("postgres", tmp_path_factory.mktemp("faults-workers"),
-                       {"CTTV2_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}, workers=2) as s:
+    with running_stack(
+        "postgres", tmp_path_factory.mktemp("faults-workers"), {"CTTV2_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}, workers=2
+    ) as s:
         yield s
 
 
@@ -66,8 +67,11 @@ def test_sigkill_mid_epoch_resumes_on_a_live_worker(stack, client):
     killed_at = time.time()
     victim.wait(10)
 
-    requeued = wait_until(lambda: [e for e in events(stack, job["id"]) if e.get("reason") == "worker_lost"],
-                          REAP_BOUND_S + 30, "the reaper to requeue the job")[0]
+    requeued = wait_until(
+        lambda: [e for e in events(stack, job["id"]) if e.get("reason") == "worker_lost"],
+        REAP_BOUND_S + 30,
+        "the reaper to requeue the job",
+    )[0]
     assert requeued["status"] == "queued" and requeued["lost_count"] == 1
     assert requeued["_at"].timestamp() - killed_at < REAP_BOUND_S, "reaped too late"
 
@@ -80,13 +84,13 @@ def test_sigkill_mid_epoch_resumes_on_a_live_worker(stack, client):
     assert f"resuming from jobs/{job['id']}/checkpoints/latest.pt" in logs, logs
     assert_metrics_complete(stack, job["id"], STEADY["training"]["epochs"], STEPS_PER_EPOCH)
     assert_no_temp_files(stack, job["id"])
-    assert [e["status"] for e in events(stack, job["id"])] == [
-        "queued", "running", "queued", "running", "succeeded"]
+    assert [e["status"] for e in events(stack, job["id"])] == ["queued", "running", "queued", "running", "succeeded"]
 
 
 def test_killed_past_the_attempt_cap_fails_worker_lost(stack, client):
     live_workers(stack, 2)
     job = client.post("/v1/jobs", json=STEADY).json()
+
     def running_attempt(n: int) -> bool:
         row = job_row(stack, job["id"])
         return row["attempt"] == n and row["status"] == "running"
@@ -104,8 +108,7 @@ def test_killed_past_the_attempt_cap_fails_worker_lost(stack, client):
     time.sleep(HEARTBEAT_TIMEOUT_S + 2 * MAINTENANCE_INTERVAL_S)  # nothing picks it up again
     row = job_row(stack, job["id"])
     assert (row["status"], row["attempt"], row["lost_count"]) == ("failed", MAX_ATTEMPTS, MAX_ATTEMPTS)
-    assert [e["status"] for e in events(stack, job["id"])] == [
-        "queued", "running", "queued", "running", "failed"]
+    assert [e["status"] for e in events(stack, job["id"])] == ["queued", "running", "queued", "running", "failed"]
 
 
 def test_sigterm_checkpoints_requeues_and_another_worker_resumes(stack, client):
@@ -142,8 +145,11 @@ def test_a_paused_worker_is_fenced_when_it_wakes(stack, client):
     sleeper = holder(stack, job["id"])
     sleeper.signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: job_row(stack, job["id"])["attempt"] == 2 and job_row(stack, job["id"])["status"] == "running",
-                   REAP_BOUND_S + 60, "another worker to take the job over")
+        wait_until(
+            lambda: job_row(stack, job["id"])["attempt"] == 2 and job_row(stack, job["id"])["status"] == "running",
+            REAP_BOUND_S + 60,
+            "another worker to take the job over",
+        )
     finally:
         sleeper.signal(signal.SIGCONT)
     wait_until(lambda: "lease lost" in sleeper.log(), 60, "the woken worker to notice its lease is gone")
@@ -151,8 +157,11 @@ def test_a_paused_worker_is_fenced_when_it_wakes(stack, client):
     assert done["status"] == "succeeded" and done["attempt"] == 2, done
     # After the takeover, nothing was written under the first attempt's lease.
     requeued_at = next(e for e in events(stack, job["id"]) if e.get("reason") == "worker_lost")["_at"]
-    late = stack.sql("SELECT line FROM job_log_lines WHERE job_id = :j AND attempt = 1 AND created_at > :t",
-                     j=job["id"], t=requeued_at)
+    late = stack.sql(
+        "SELECT line FROM job_log_lines WHERE job_id = :j AND attempt = 1 AND created_at > :t",
+        j=job["id"],
+        t=requeued_at,
+    )
     assert late == [], late
     assert_metrics_complete(stack, job["id"], STEADY["training"]["epochs"], STEPS_PER_EPOCH)
     assert sleeper.alive()  # it stopped the job, not itself; it takes the next one

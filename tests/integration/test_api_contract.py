@@ -18,14 +18,11 @@ def bob(stack):
     return stack.client(stack.create_user())
 
 
-
-
 def test_health_ready_version(stack):
     c = stack.client()
     assert c.get("/healthz").json() == {"status": "ok"}
     ready = c.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {
-        "database": "ok", "migrations": "ok", "broker": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "migrations": "ok", "broker": "ok"}
     assert c.get("/version").json()["api"] == "v1"
 
 
@@ -45,11 +42,20 @@ def test_every_v1_route_needs_a_token(stack):
 
 
 def test_operation_ids_are_stable(stack):
-    ops = {op["operationId"] for p in stack.client().get("/openapi.json").json()["paths"].values()
-           for op in p.values()}
-    assert {"create_job", "list_jobs", "get_job", "cancel_job", "create_device_spec",
-            "list_device_specs", "get_device_spec", "delete_device_spec", "healthz", "readyz",
-            "version"} <= ops
+    ops = {op["operationId"] for p in stack.client().get("/openapi.json").json()["paths"].values() for op in p.values()}
+    assert {
+        "create_job",
+        "list_jobs",
+        "get_job",
+        "cancel_job",
+        "create_device_spec",
+        "list_device_specs",
+        "get_device_spec",
+        "delete_device_spec",
+        "healthz",
+        "readyz",
+        "version",
+    } <= ops
 
 
 @pytest.mark.parametrize(
@@ -111,8 +117,9 @@ def test_idempotent_submit(alice):
 
 
 def test_device_spec_by_id_is_snapshotted_and_delete_is_refused_while_used(alice):
-    dev = alice.post("/v1/device-specs", json={"spec": {"family": "SoftBoundsReference", "dw_min": 0.02,
-                                                         "sp_skew": 0.1}}).json()
+    dev = alice.post(
+        "/v1/device-specs", json={"spec": {"family": "SoftBoundsReference", "dw_min": 0.02, "sp_skew": 0.1}}
+    ).json()
     body = spec(TINY_FP, algorithm="c-ttv2", device={"id": dev["id"]})
     body["model"] = {"arch": "swin_micro", "analog_scope": "head"}
     job = alice.post("/v1/jobs", json=body).json()

@@ -47,10 +47,17 @@ def test_submit_runs_and_succeeds(stack, client):
     keys = {k for k, _, _ in rows}
     assert {"train_loss", "test_loss", "test_accuracy"} <= keys
     assert len(rows) == len({(k, s) for k, s, _ in rows})
-    statuses = [r[0] for r in stack.sql(
-        "SELECT data FROM job_events WHERE job_id = :j AND kind = 'status' ORDER BY id", j=done["id"])]
-    assert [ (s if isinstance(s, dict) else __import__('json').loads(s))["status"] for s in statuses] == [
-        "queued", "running", "succeeded"]
+    statuses = [
+        r[0]
+        for r in stack.sql(
+            "SELECT data FROM job_events WHERE job_id = :j AND kind = 'status' ORDER BY id", j=done["id"]
+        )
+    ]
+    assert [(s if isinstance(s, dict) else __import__("json").loads(s))["status"] for s in statuses] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
 
 
 def test_cancel_queued_and_running(stack, client):
@@ -111,8 +118,9 @@ def test_worker_killed_mid_job_resumes_from_checkpoint(make_stack, backend):
     assert any(line.startswith("resuming from") for line in logs), logs
     rows = s.sql("SELECT key, step FROM job_metrics WHERE job_id = :j", j=job["id"])
     assert len(rows) == len(set(rows))
-    epochs = {r[0] for r in s.sql("SELECT epoch FROM job_metrics WHERE job_id = :j AND key = 'test_accuracy'",
-                                  j=job["id"])}
+    epochs = {
+        r[0] for r in s.sql("SELECT epoch FROM job_metrics WHERE job_id = :j AND key = 'test_accuracy'", j=job["id"])
+    }
     assert epochs == set(range(1, 7))
 
 

@@ -29,8 +29,13 @@ def read_events(client: httpx.Client, path: str, headers: dict | None = None, ti
                 raise AssertionError(f"stream {path} still open after {timeout} s: {out.events[-3:]}")
             if line == "":
                 if "data" in current:
-                    out.events.append({"id": int(current["id"]), "event": current.get("event", "message"),
-                                       "data": json.loads(current["data"])})
+                    out.events.append(
+                        {
+                            "id": int(current["id"]),
+                            "event": current.get("event", "message"),
+                            "data": json.loads(current["data"]),
+                        }
+                    )
                 current = {}
             elif line.startswith(":"):
                 out.comments += 1

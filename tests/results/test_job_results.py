@@ -39,13 +39,24 @@ def finished(rstack, alice):
 def test_result_and_progress(finished):
     job = finished["a"]
     result = job["result"]
-    for key in ("test_accuracy", "test_error", "test_loss", "train_loss", "best_epoch", "wall_s",
-                "elapsed_s", "environment", "history"):
+    for key in (
+        "test_accuracy",
+        "test_error",
+        "test_loss",
+        "train_loss",
+        "best_epoch",
+        "wall_s",
+        "elapsed_s",
+        "environment",
+        "history",
+    ):
         assert key in result, key
     assert abs(result["test_error"] - (1 - result["test_accuracy"])) < 1e-9
     assert result["device"] == result["environment"]["device"] == "cpu"
-    assert result["seeds"] == {"training": TINY_FP["training"]["seed"],
-                               "construction": result["environment"]["construction_seed"]}
+    assert result["seeds"] == {
+        "training": TINY_FP["training"]["seed"],
+        "construction": result["environment"]["construction_seed"],
+    }
     assert result["environment"]["torch"] and result["environment"]["aihwkit"]
     assert [h["epoch"] for h in result["history"]] == [1, 2]
     assert 1 <= result["best_epoch"] <= 2 and result["wall_s"] > 0
@@ -179,9 +190,16 @@ def test_artifact_names_cannot_escape_and_other_users_get_404(rstack, finished, 
     job = finished["b"]
     other = finished["a"]["id"]
     base = f"/v1/jobs/{job['id']}/artifacts"
-    for name in (f"../{other}/weights.safetensors", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
-                 "checkpoints/../../../state/cttv2.db", "checkpoints/..%2F..%2Fresult.json",
-                 "checkpoints", "nope.bin", "weights.safetensors/x"):
+    for name in (
+        f"../{other}/weights.safetensors",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2Fetc%2Fpasswd",
+        "checkpoints/../../../state/cttv2.db",
+        "checkpoints/..%2F..%2Fresult.json",
+        "checkpoints",
+        "nope.bin",
+        "weights.safetensors/x",
+    ):
         assert_error(alice.get(f"{base}/{name}"), 404)
     # A file in the job's folder that was never registered is not served.
     job_dir = Path(rstack.env["CTTV2_ARTIFACT_DIR"]) / "jobs" / str(job["id"])
@@ -189,9 +207,12 @@ def test_artifact_names_cannot_escape_and_other_users_get_404(rstack, finished, 
     assert_error(alice.get(f"{base}/notes.txt"), 404)
     # Nor a registered name that is a symlink out of the folder.
     os.symlink("/etc/hostname", job_dir / "escape.txt")
-    rstack.sql("INSERT INTO artifacts (job_id, name, kind, size, sha256, created_at, updated_at) "
-               "VALUES (:j, 'escape.txt', 'plot', 1, :h, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-               j=job["id"], h="0" * 64)
+    rstack.sql(
+        "INSERT INTO artifacts (job_id, name, kind, size, sha256, created_at, updated_at) "
+        "VALUES (:j, 'escape.txt', 'plot', 1, :h, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        j=job["id"],
+        h="0" * 64,
+    )
     assert_error(alice.get(f"{base}/escape.txt"), 404)
     assert alice.get(f"{base}/result.json").status_code == 200  # the real ones still are
     a_base = f"/v1/jobs/{other}/artifacts"
@@ -233,8 +254,9 @@ def test_resume_from_and_pretrained_job(rstack, finished, alice, bob):
     assert resumed.status_code == 201, resumed.text
     assert resumed.json()["resume_from"] == {"job": a["id"], "checkpoint": "latest"}
     # model.pretrained = {job: A}: fine-tune A's weights on other classes (a new head).
-    tune = spec(TINY_FP, name="from-a", **{"model.pretrained": {"job": a["id"]},
-                                           "data.classes": [3, 4], "training.epochs": 1})
+    tune = spec(
+        TINY_FP, name="from-a", **{"model.pretrained": {"job": a["id"]}, "data.classes": [3, 4], "training.epochs": 1}
+    )
     tuned = alice.post("/v1/jobs", json=tune)
     assert tuned.status_code == 201, tuned.text
 
@@ -243,20 +265,35 @@ def test_resume_from_and_pretrained_job(rstack, finished, alice, bob):
     assert_error(bob.post("/v1/jobs", json=spec(tune)), 422, "model.pretrained.job")
     unfinished = alice.post("/v1/jobs", json=spec(TINY_FP, name="never-ran")).json()
     alice.post(f"/v1/jobs/{unfinished['id']}/cancel")
-    assert_error(alice.post("/v1/jobs", json={**a["spec"], "resume_from": {"job": unfinished["id"]}}),
-                 422, "resume_from.checkpoint")
-    assert_error(alice.post("/v1/jobs", json=spec(tune, **{"model.pretrained": {"job": unfinished["id"]}})),
-                 422, "model.pretrained.job")
+    assert_error(
+        alice.post("/v1/jobs", json={**a["spec"], "resume_from": {"job": unfinished["id"]}}),
+        422,
+        "resume_from.checkpoint",
+    )
+    assert_error(
+        alice.post("/v1/jobs", json=spec(tune, **{"model.pretrained": {"job": unfinished["id"]}})),
+        422,
+        "model.pretrained.job",
+    )
     assert_error(alice.post("/v1/jobs", json={**a["spec"], "resume_from": {"job": 2_000_000}}), 422, "resume_from.job")
     # Train further: more epochs may continue A's checkpoint; another lr may not.
     epochs = a["spec"]["training"]["epochs"]
-    further = alice.post("/v1/jobs", json={**a["spec"], "name": "further",
-                                           "training": {**a["spec"]["training"], "epochs": epochs + 1},
-                                           "resume_from": {"job": a["id"]}})
+    further = alice.post(
+        "/v1/jobs",
+        json={
+            **a["spec"],
+            "name": "further",
+            "training": {**a["spec"]["training"], "epochs": epochs + 1},
+            "resume_from": {"job": a["id"]},
+        },
+    )
     assert further.status_code == 201, further.text
     other_lr = {**a["spec"]["training"], "lr": 0.123}
-    err = assert_error(alice.post("/v1/jobs", json={**a["spec"], "training": other_lr,
-                                                    "resume_from": {"job": a["id"]}}), 422, "resume_from")
+    err = assert_error(
+        alice.post("/v1/jobs", json={**a["spec"], "training": other_lr, "resume_from": {"job": a["id"]}}),
+        422,
+        "resume_from",
+    )
     assert "training.lr" in err["message"]
 
     done = wait_for_job(alice, resumed.json()["id"], timeout=120, stack=rstack)
@@ -289,8 +326,13 @@ def test_curves_redrawn_when_the_sweep_baseline_finishes(rstack, alice):
     # Tag them as sweep members while they are still queued or running (the sweeps API does this
     # at creation; the curves are drawn when each finishes).
     for job, is_baseline in ((analog, False), (baseline, True)):
-        rstack.sql("UPDATE jobs SET sweep_id = :s, is_baseline = :b, sweep_point = :p WHERE id = :j",
-                   s=sweep_id, b=is_baseline, j=job["id"], p='{"grid": {}, "seed": 1}')
+        rstack.sql(
+            "UPDATE jobs SET sweep_id = :s, is_baseline = :b, sweep_point = :p WHERE id = :j",
+            s=sweep_id,
+            b=is_baseline,
+            j=job["id"],
+            p='{"grid": {}, "seed": 1}',
+        )
     done = wait_for_job(alice, analog["id"], timeout=120, stack=rstack)
     assert done["status"] == "succeeded", done
     url = f"/v1/jobs/{analog['id']}/artifacts"
@@ -319,10 +361,16 @@ def test_open_streams_hold_no_database_connection(rstack, finished, alice):
         "INSERT INTO jobs (user_id, name, spec, spec_hash, algorithm, is_baseline, status, "
         "cancel_requested, attempt, lost_count, created_at, updated_at) "
         "SELECT user_id, 'idle', spec, spec_hash, algorithm, is_baseline, 'queued', :t, 0, 0, "
-        "created_at, updated_at FROM jobs WHERE id = :a", a=a, t=True)
+        "created_at, updated_at FROM jobs WHERE id = :a",
+        a=a,
+        t=True,
+    )
     idle = rstack.sql("SELECT max(id) FROM jobs")[0][0]
-    rstack.sql("INSERT INTO job_events (job_id, kind, data, created_at) "
-               "VALUES (:j, 'status', '{\"status\": \"queued\"}', CURRENT_TIMESTAMP)", j=idle)
+    rstack.sql(
+        "INSERT INTO job_events (job_id, kind, data, created_at) "
+        "VALUES (:j, 'status', '{\"status\": \"queued\"}', CURRENT_TIMESTAMP)",
+        j=idle,
+    )
 
     n = 45
     got_first = threading.Barrier(n + 1, timeout=60)
@@ -331,8 +379,10 @@ def test_open_streams_hold_no_database_connection(rstack, finished, alice):
 
     def follow(i: int) -> None:
         try:
-            with (httpx.Client(base_url=rstack.url, headers=alice.headers, timeout=30) as c,
-                  c.stream("GET", f"/v1/jobs/{idle}/events") as r):
+            with (
+                httpx.Client(base_url=rstack.url, headers=alice.headers, timeout=30) as c,
+                c.stream("GET", f"/v1/jobs/{idle}/events") as r,
+            ):
                 for line in r.iter_lines():
                     if line.startswith("event:"):
                         seen[i].append(line)
@@ -354,12 +404,17 @@ def test_open_streams_hold_no_database_connection(rstack, finished, alice):
     if rstack.backend == "postgres":
         # A poll is briefly between its two reads; a session held by a stream would sit there.
         time.sleep(2.5)
-        stuck = rstack.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND state LIKE 'idle in transaction%' "
-                           "AND state_change < now() - interval '2 seconds'")[0][0]
+        stuck = rstack.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state LIKE 'idle in transaction%' "
+            "AND state_change < now() - interval '2 seconds'"
+        )[0][0]
         assert stuck == 0
-    rstack.sql("INSERT INTO job_events (job_id, kind, data, created_at) "
-               "VALUES (:j, 'progress', '{\"step\": 1}', CURRENT_TIMESTAMP)", j=idle)
+    rstack.sql(
+        "INSERT INTO job_events (job_id, kind, data, created_at) "
+        "VALUES (:j, 'progress', '{\"step\": 1}', CURRENT_TIMESTAMP)",
+        j=idle,
+    )
     for t in threads:
         t.join(timeout=30)
     assert not errors, errors[:3]

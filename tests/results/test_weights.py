@@ -74,8 +74,9 @@ def test_upload_validate_and_finetune(rstack, alice, bob, files):
     assert record["size"] == (files / "micro.safetensors").stat().st_size and record["arch"] == "swin_micro"
     assert wait_validated(alice, record["id"])["status"] == "valid"
 
-    tune = spec(TINY_FP, name="from-upload", **{"model.pretrained": {"weights": "micro.safetensors"},
-                                                "training.epochs": 1})
+    tune = spec(
+        TINY_FP, name="from-upload", **{"model.pretrained": {"weights": "micro.safetensors"}, "training.epochs": 1}
+    )
     job = alice.post("/v1/jobs", json=tune)
     assert job.status_code == 201, job.text
 
@@ -137,5 +138,8 @@ def test_upload_limits_and_bad_requests(rstack, alice, files):
     assert_error(alice.post("/v1/weights", json={"arch": "swin_micro"}), 422, "body")
     no_file = {"arch": (None, "swin_micro"), "name": (None, "x.pt")}  # multipart, no file part
     assert_error(alice.post("/v1/weights", files=no_file), 422, "file")
-    assert_error(alice.post("/v1/jobs", json=spec(TINY_FP, **{"model.pretrained": {"weights": "absent.pt"}})),
-                 422, "model.pretrained.weights")
+    assert_error(
+        alice.post("/v1/jobs", json=spec(TINY_FP, **{"model.pretrained": {"weights": "absent.pt"}})),
+        422,
+        "model.pretrained.weights",
+    )

@@ -75,15 +75,14 @@ def test_sse_parser_follows_the_event_stream_format():
         "",
         "id: 3",
         "event: metrics",
-        "data:{\"values\": {\"train_loss\": 0.5}}",
+        'data:{"values": {"train_loss": 0.5}}',
         "",
         "id: 4",
         "data: unfinished",  # no blank line: not dispatched
     ]
     parser = SSEParser()
     events = list(iter_events(stream, parser))
-    assert [(e.id, e.event) for e in events] == [("1", "status"), ("2", "progress"), ("2", "message"),
-                                                 ("3", "metrics")]
+    assert [(e.id, e.event) for e in events] == [("1", "status"), ("2", "progress"), ("2", "message"), ("3", "metrics")]
     assert events[0].data == {"status": "queued"}
     assert events[1].data == {"step": 1, "total_steps": 4}
     assert events[2].data == "plain text"
@@ -127,8 +126,14 @@ def test_spec_documents_and_overrides(tmp_path):
 
 
 def test_models_keep_fields_a_newer_server_adds():
-    job = Job.model_validate({"id": 1, "status": "paused", "future_field": {"x": 1},
-                              "progress": {"epoch": 1, "epochs": 2, "step": 3, "total_steps": 6, "gpu": 0}})
+    job = Job.model_validate(
+        {
+            "id": 1,
+            "status": "paused",
+            "future_field": {"x": 1},
+            "progress": {"epoch": 1, "epochs": 2, "step": 3, "total_steps": 6, "gpu": 0},
+        }
+    )
     assert job.status == "paused" and not job.done
     assert job.future_field == {"x": 1}  # type: ignore[attr-defined]
     assert job.progress.fraction == 0.5
@@ -136,19 +141,28 @@ def test_models_keep_fields_a_newer_server_adds():
 
 def test_metrics_to_pandas():
     pd = pytest.importorskip("pandas")
-    m = Metrics.model_validate({"items": [
-        {"key": "train_loss", "step": 10, "epoch": 1, "value": 2.0},
-        {"key": "test_accuracy", "step": 10, "epoch": 1, "value": 0.5},
-        {"key": "train_loss", "step": 20, "epoch": 2, "value": 1.0},
-    ]})
+    m = Metrics.model_validate(
+        {
+            "items": [
+                {"key": "train_loss", "step": 10, "epoch": 1, "value": 2.0},
+                {"key": "test_accuracy", "step": 10, "epoch": 1, "value": 0.5},
+                {"key": "train_loss", "step": 20, "epoch": 2, "value": 1.0},
+            ]
+        }
+    )
     wide = m.to_pandas()
     assert list(wide.index) == [10, 20]
     assert list(wide.columns) == ["epoch", "test_accuracy", "train_loss"]
     assert wide.loc[20, "train_loss"] == 1.0 and pd.isna(wide.loc[20, "test_accuracy"])
     assert len(m.to_pandas(wide=False)) == 3
     assert m.series("train_loss") == [(10, 2.0), (20, 1.0)] and m.last("test_accuracy") == 0.5
-    report = SweepReport.model_validate({"sweep_id": 1, "axes": ["device.transfer_noise"], "rows": [
-        {"point": {"device.transfer_noise": 0.1}, "mean_test_error": 0.2, "n_finished": 2, "n_seeds": 2}]})
+    report = SweepReport.model_validate(
+        {
+            "sweep_id": 1,
+            "axes": ["device.transfer_noise"],
+            "rows": [{"point": {"device.transfer_noise": 0.1}, "mean_test_error": 0.2, "n_finished": 2, "n_seeds": 2}],
+        }
+    )
     frame = report.to_pandas()
     assert frame.loc[0, "device.transfer_noise"] == 0.1 and frame.loc[0, "mean_test_error"] == 0.2
 
@@ -158,14 +172,39 @@ def test_text_progress_line():
     display = TextDisplay("job 7", stream=out, rewrite=False)
     base = {"id": 7, "status": "running"}
     display.update(Job.model_validate({**base, "status": "queued"}))
-    display.update(Job.model_validate({**base, "progress": {"epoch": 1, "epochs": 2, "step": 5, "total_steps": 10,
-                                                            "images_per_s": 120.0, "eta_s": 4.0}}))
-    display.update(Job.model_validate({**base, "progress": {"epoch": 1, "epochs": 2, "step": 5, "total_steps": 10,
-                                                            "images_per_s": 120.0, "eta_s": 4.0}}))  # same: no line
+    display.update(
+        Job.model_validate(
+            {
+                **base,
+                "progress": {
+                    "epoch": 1,
+                    "epochs": 2,
+                    "step": 5,
+                    "total_steps": 10,
+                    "images_per_s": 120.0,
+                    "eta_s": 4.0,
+                },
+            }
+        )
+    )
+    display.update(
+        Job.model_validate(
+            {
+                **base,
+                "progress": {
+                    "epoch": 1,
+                    "epochs": 2,
+                    "step": 5,
+                    "total_steps": 10,
+                    "images_per_s": 120.0,
+                    "eta_s": 4.0,
+                },
+            }
+        )
+    )  # same: no line
     display.close()
     lines = out.getvalue().splitlines()
-    assert lines == ["job 7  queued",
-                     "job 7 [##########..........]  50%  running  epoch 1/2  120 img/s  ETA 4s"]
+    assert lines == ["job 7  queued", "job 7 [##########..........]  50%  running  epoch 1/2  120 img/s  ETA 4s"]
     out = io.StringIO()
     display = TextDisplay("job 7", stream=out, rewrite=True)
     display.update(Job.model_validate({**base, "status": "queued"}))
@@ -181,9 +220,17 @@ def test_the_package_imports_without_the_server(tmp_path):
     import sys
 
     sdk = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "sdk"))
-    code = ("import sys, cttv2_client, cttv2_client.client; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'service', 'worker', 'cttv2_engine', "
-            "'cttv2_cli', 'torch', 'fastapi', 'sqlalchemy', 'yaml', 'pandas'}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": sdk})
+    code = (
+        "import sys, cttv2_client, cttv2_client.client; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'service', 'worker', 'cttv2_engine', "
+        "'cttv2_cli', 'torch', 'fastapi', 'sqlalchemy', 'yaml', 'pandas'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": sdk},
+    )
     assert out.stdout.strip() == "[]", out.stdout

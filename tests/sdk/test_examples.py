@@ -63,11 +63,18 @@ def test_the_study_job_is_the_study():
     assert body["data"]["dataset"] == "cifar100" and body["device"]["family"].startswith("ReRam")
 
 
-def run_example(live, token, *args: str, env: dict[str, str] | None = None,
-                timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CTTV2_")}, **(env or {}),
-           "CTTV2_URL": live.url, "CTTV2_TOKEN": token}
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+def run_example(
+    live, token, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CTTV2_")},
+        **(env or {}),
+        "CTTV2_URL": live.url,
+        "CTTV2_TOKEN": token,
+    }
+    res = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert res.returncode == 0, f"{args} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
     return res
 
@@ -83,8 +90,16 @@ def test_quickstart_notebook_script(live, token, tmp_path):
 
 @pytest.mark.slow
 def test_pretrain_finetune_chain_on_the_demo_files(live, token):
-    res = run_example(live, token, "examples/chain.py", "--pretrain", "examples/demo-pretrain.yaml",
-                      "--finetune", "examples/demo-job.yaml", *SHORT)
+    res = run_example(
+        live,
+        token,
+        "examples/chain.py",
+        "--pretrain",
+        "examples/demo-pretrain.yaml",
+        "--finetune",
+        "examples/demo-job.yaml",
+        *SHORT,
+    )
     rows = [line.split() for line in res.stdout.splitlines()[1:]]
     assert [r[2] for r in rows] == ["fp", "c-ttv2", "fp"], res.stdout
     pre_id = int(rows[0][0])

@@ -13,8 +13,21 @@ import pytest
 from tests.support.specs import TINY_FP
 from tests.support.stack import ROOT
 
-SERVER_SIDE = {"torch", "aihwkit", "timm", "torchvision", "fastapi", "starlette", "uvicorn", "sqlalchemy",
-               "alembic", "celery", "redis", "psycopg", "cttv2"}
+SERVER_SIDE = {
+    "torch",
+    "aihwkit",
+    "timm",
+    "torchvision",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "celery",
+    "redis",
+    "psycopg",
+    "cttv2",
+}
 
 PROBE = r"""
 import importlib.metadata as md, json, sys
@@ -42,8 +55,11 @@ def test_the_sdk_installs_alone_and_works_without_its_extras(live, client, token
     src = tmp_path / "src"
     shutil.copytree(ROOT / "sdk", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((tmp_path / "dist").glob("cttv2_client-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -52,8 +68,15 @@ def test_the_sdk_installs_alone_and_works_without_its_extras(live, client, token
 
     (tmp_path / "job.yaml").write_text("name: x\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CTTV2_URL": live.url, "CTTV2_TOKEN": token}
-    res = subprocess.run([str(python), "-c", PROBE, str(job.id), str(tmp_path / "job.yaml")], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(
+        [str(python), "-c", PROBE, str(job.id), str(tmp_path / "job.yaml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     dists = set(out["dists"])

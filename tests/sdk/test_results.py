@@ -24,7 +24,7 @@ def test_events_follow_a_job_live_and_resume(client, followed):
     assert last_progress["step"] == last_progress["total_steps"] == job.progress.total_steps
     middle = events[len(events) // 2]
     resumed = list(client.jobs.events(job.id, last_event_id=middle.id))
-    assert [e.id for e in resumed] == [e.id for e in events[len(events) // 2 + 1:]]
+    assert [e.id for e in resumed] == [e.id for e in events[len(events) // 2 + 1 :]]
     started = time.monotonic()
     assert list(client.jobs.events(job.id, last_event_id=events[-1].id)) == []  # after the end
     assert time.monotonic() - started < 30
@@ -84,7 +84,9 @@ def test_weights_upload(client, followed, tmp_path):
     job, _ = followed
     path = client.artifacts.download(job.id, "weights.safetensors", tmp_path)
     uploaded = client.weights.upload(path, arch="swin_micro", name="tiny-digits.safetensors")
-    assert uploaded.name == "tiny-digits.safetensors" and uploaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        uploaded.name == "tiny-digits.safetensors" and uploaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
     deadline = time.monotonic() + 120
     while (w := client.weights.get(uploaded.id)).status == "pending" and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -28,11 +28,10 @@ def secure_stack(tmp_path_factory):
         s.env["CTTV2_DATABASE_URL"] = s.env["CTTV2_DATABASE_URL"].replace("postgres@", f"postgres:{DB_PASSWORD}@", 1)
         assert DB_PASSWORD in s.env["CTTV2_DATABASE_URL"]
 
-    with running_stack("postgres", tmp_path_factory.mktemp("security"),
-                       {**LIMITS, "CTTV2_TOKEN_PEPPER": PEPPER}, prepare=with_password) as s:
+    with running_stack(
+        "postgres", tmp_path_factory.mktemp("security"), {**LIMITS, "CTTV2_TOKEN_PEPPER": PEPPER}, prepare=with_password
+    ) as s:
         yield s
-
-
 
 
 @pytest.fixture(scope="package")
@@ -45,8 +44,10 @@ def admin(secure_stack):
 @pytest.fixture(scope="package")
 def new_token(admin):
     """new_token(is_admin=False) -> a fresh user's token."""
+
     def make(is_admin: bool = False) -> str:
         r = admin.post("/v1/admin/users", json={"name": f"u{uuid.uuid4().hex[:10]}", "is_admin": is_admin})
         assert r.status_code == 201, r.text
         return r.json()["token"]["token"]
+
     return make

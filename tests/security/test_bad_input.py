@@ -64,8 +64,11 @@ def test_upload_size_limit(client):
         ({"training.epochs": int(LIMITS["CTTV2_MAX_EPOCHS"]) + 1}, "training.epochs", "CTTV2_MAX_EPOCHS"),
         ({"model.img_size": 128}, "model.img_size", "CTTV2_MAX_IMG_SIZE"),
         ({"data.classes": None, "data.train_per_class": 300}, "data.train_per_class", "CTTV2_MAX_TRAIN_SAMPLES"),
-        ({"data.dataset": "cifar10", "data.classes": None, "data.train_per_class": None}, "data",
-         "CTTV2_MAX_TRAIN_SAMPLES"),
+        (
+            {"data.dataset": "cifar10", "data.classes": None, "data.train_per_class": None},
+            "data",
+            "CTTV2_MAX_TRAIN_SAMPLES",
+        ),
     ],
 )
 def test_job_spec_limits(client, overrides, field, setting):
@@ -163,12 +166,18 @@ def test_a_pickle_with_code_is_refused_without_running_it(secure_stack, client):
     ops = {op["operationId"] for p in client.get("/openapi.json").json()["paths"].values() for op in p.values()}
     if "create_weights" in ops or "upload_weights" in ops:  # the same file through the upload
         with open(weights_dir / "evil.pt", "rb") as fh:
-            up = client.post("/v1/weights", data={"name": "evil-upload.pt", "arch": "swin_micro"},
-                             files={"file": ("evil-upload.pt", fh.read(), "application/octet-stream")})
+            up = client.post(
+                "/v1/weights",
+                data={"name": "evil-upload.pt", "arch": "swin_micro"},
+                files={"file": ("evil-upload.pt", fh.read(), "application/octet-stream")},
+            )
         assert up.status_code in (201, 422), up.text
         if up.status_code == 201:
-            wait_until(lambda: client.get(f"/v1/weights/{up.json()['id']}").json()["status"] != "pending", 120,
-                       "the upload to be validated")
+            wait_until(
+                lambda: client.get(f"/v1/weights/{up.json()['id']}").json()["status"] != "pending",
+                120,
+                "the upload to be validated",
+            )
             assert client.get(f"/v1/weights/{up.json()['id']}").json()["status"] == "invalid"
     assert not marker.exists(), "the pickle's code ran"
 

@@ -50,8 +50,9 @@ def problem_with(response) -> str | None:
     if set(err) - {"code", "message", "fields"}:
         return f"{status} error has extra keys: {body}"
     fields = err.get("fields")
-    if fields is not None and not (isinstance(fields, list) and all(
-            isinstance(f, dict) and set(f) == {"field", "message"} for f in fields)):
+    if fields is not None and not (
+        isinstance(fields, list) and all(isinstance(f, dict) and set(f) == {"field", "message"} for f in fields)
+    ):
         return f"{status} error fields malformed: {body}"
     return None
 
@@ -93,16 +94,27 @@ def fuzz_operation(base_url: str, op, mode, token: str, failures: list[str]) -> 
     streams = "text/event-stream" in json.dumps(op.definition.raw, default=str)
     sent = 0
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=op.as_strategy(generation_mode=mode))
     def fuzz(case) -> None:
         nonlocal sent
         where = f"{op.method.upper()} {op.path} [{mode.value}]"
         try:
             response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=(5, 10))
-        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
-                requests.exceptions.InvalidJSONError, UnicodeError, ValueError):
+        except (
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidJSONError,
+            UnicodeError,
+            ValueError,
+        ):
             return  # the client refused to send it: nothing reached the server
         except requests.exceptions.ReadTimeout:
             if not streams:  # an open event stream is alive, not an error

@@ -24,10 +24,13 @@ def test_secrets_never_logged_and_lines_carry_a_request_id(secure_stack, new_tok
     generated = client.get("/v1/jobs").headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{16}", generated)
     forged = "bad id; forged=1"  # not a safe id: replaced by a generated one
-    assert re.fullmatch(r"[0-9a-f]{16}", client.get("/v1/jobs", headers={"X-Request-ID": forged}).headers["X-Request-ID"])
+    assert re.fullmatch(
+        r"[0-9a-f]{16}", client.get("/v1/jobs", headers={"X-Request-ID": forged}).headers["X-Request-ID"]
+    )
     s.client("cttv2_wrong").get("/v1/jobs")  # a failed login is logged too, without the token
-    done = wait_for_job(client, client.post("/v1/jobs", json=spec(TINY_FP, **{"training.epochs": 1})).json()["id"],
-                        stack=s)
+    done = wait_for_job(
+        client, client.post("/v1/jobs", json=spec(TINY_FP, **{"training.epochs": 1})).json()["id"], stack=s
+    )
     assert done["status"] == "succeeded"
 
     api_log = s.api.log()

@@ -15,8 +15,11 @@ from tests.support.stack import wait_for_job
 
 pytestmark = [pytest.mark.postgres]
 
-QUICK = spec(TINY_FP, name="walk", **{"training.epochs": 1, "data.classes": [0, 1],
-                                      "data.train_per_class": 8, "data.test_per_class": 4})
+QUICK = spec(
+    TINY_FP,
+    name="walk",
+    **{"training.epochs": 1, "data.classes": [0, 1], "data.train_per_class": 8, "data.test_per_class": 4},
+)
 
 
 def v1_routes(client) -> list[tuple[str, str, dict]]:
@@ -50,13 +53,18 @@ def owned(secure_stack, new_token):
     assert done["status"] == "succeeded", done  # it has artifacts, metrics and logs
     ids: dict[str, object] = {"job_id": done["id"], "spec_id": dev.json()["id"], "name": "result.json"}
     if "create_sweep" in ops:
-        sweep = owner.post("/v1/sweeps", json={"name": "walk", "base": QUICK, "grid": {"training.lr": [0.001]},
-                                               "seeds": [0], "baseline": False})
+        sweep = owner.post(
+            "/v1/sweeps",
+            json={"name": "walk", "base": QUICK, "grid": {"training.lr": [0.001]}, "seeds": [0], "baseline": False},
+        )
         assert sweep.status_code == 201, sweep.text
         ids["sweep_id"] = sweep.json()["id"]
     if "create_weights" in ops or "upload_weights" in ops:
-        weights = owner.post("/v1/weights", data={"name": f"w{uuid.uuid4().hex[:6]}.safetensors", "arch": "swin_micro"},
-                             files={"file": ("w.safetensors", b"\0" * 64, "application/octet-stream")})
+        weights = owner.post(
+            "/v1/weights",
+            data={"name": f"w{uuid.uuid4().hex[:6]}.safetensors", "arch": "swin_micro"},
+            files={"file": ("w.safetensors", b"\0" * 64, "application/octet-stream")},
+        )
         assert weights.status_code == 201, weights.text
         ids["weights_id"] = weights.json()["id"]
     return owner, ids
@@ -72,8 +80,12 @@ def test_every_v1_route_refuses_a_missing_wrong_or_revoked_token(secure_stack, o
     anonymous = s.client()
     for path, method, _ in v1_routes(anonymous):
         url = fill(path, values)
-        for headers in ({}, {"Authorization": "Bearer cttv2_not-a-token"}, {"Authorization": f"Bearer {revoked}"},
-                        {"Authorization": "Basic dXNlcjpwdw=="}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer cttv2_not-a-token"},
+            {"Authorization": f"Bearer {revoked}"},
+            {"Authorization": "Basic dXNlcjpwdw=="},
+        ):
             assert_error(anonymous.request(method, url, headers=headers), 401, "unauthorized")
 
 
@@ -100,8 +112,12 @@ def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new
     # It is answered exactly as a reference to an object that does not exist.
     missing = 2_000_000_000
     for field, make in (
-        ("device", lambda i: spec(QUICK, algorithm="c-ttv2", device={"id": i},
-                                  model={"arch": "swin_micro", "analog_scope": "head"})),
+        (
+            "device",
+            lambda i: spec(
+                QUICK, algorithm="c-ttv2", device={"id": i}, model={"arch": "swin_micro", "analog_scope": "head"}
+            ),
+        ),
         ("resume_from", lambda i: {**QUICK, "resume_from": {"job": i}}),
         ("model.pretrained", lambda i: spec(QUICK, **{"model.pretrained": {"job": i}})),
     ):
@@ -109,7 +125,9 @@ def test_another_users_token_sees_nothing_of_the_owners(secure_stack, owned, new
         theirs, nobodys = other.post("/v1/jobs", json=make(owner_id)), other.post("/v1/jobs", json=make(missing))
         assert theirs.status_code in (404, 422), (field, theirs.text)
         err = assert_error(theirs, nobodys.status_code, nobodys.json()["error"]["code"])
-        assert err["message"].replace(str(owner_id), "N") == nobodys.json()["error"]["message"].replace(str(missing), "N")
+        assert err["message"].replace(str(owner_id), "N") == nobodys.json()["error"]["message"].replace(
+            str(missing), "N"
+        )
     # ... and the owner's objects are untouched by all of that.
     assert owner.get(f"/v1/device-specs/{ids['spec_id']}").status_code == 200
     assert owner.get(f"/v1/jobs/{ids['job_id']}").json()["status"] == "succeeded"

@@ -15,6 +15,12 @@ def test_service_app_does_not_import_torch(tmp_path):
         "heavy = sorted(m for m in ('torch', 'aihwkit', 'timm', 'torchvision') if m in sys.modules);"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"CTTV2_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"CTTV2_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
     assert out.stdout.strip() == "", f"the API imported {out.stdout.strip()}"

@@ -11,8 +11,19 @@ from service.core.config import Settings
 from service.core.migrate import alembic_config, run
 from tests.support.stack import create_pg_database, drop_pg_database, pg_url
 
-TABLES = {"users", "api_tokens", "device_specs", "jobs", "job_metrics", "job_events",
-          "job_log_lines", "artifacts", "sweeps", "weights_files", "alembic_version"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "device_specs",
+    "jobs",
+    "job_metrics",
+    "job_events",
+    "job_log_lines",
+    "artifacts",
+    "sweeps",
+    "weights_files",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -22,8 +22,9 @@ from tests.support.stack import ROOT
 @pytest.mark.parametrize("command", [["serve"], ["worker"], ["db", "upgrade"]])
 def test_bad_setting_is_one_clear_line(tmp_path, var, value, expect, command):
     env = {"CTTV2_STATE_DIR": str(tmp_path), var: value, "PATH": "/usr/bin:/bin"}
-    res = subprocess.run([sys.executable, "-m", "cttv2_cli", *command], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "cttv2_cli", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr

@@ -36,7 +36,8 @@ def wait_until(fn: Callable[[], T], timeout: float, what: str, interval: float =
 
 def events(stack: Stack, job_id: int, kind: str = "status") -> list[dict[str, Any]]:
     rows = stack.sql(
-        "SELECT data, created_at FROM job_events WHERE job_id = :j AND kind = :k ORDER BY id", j=job_id, k=kind)
+        "SELECT data, created_at FROM job_events WHERE job_id = :j AND kind = :k ORDER BY id", j=job_id, k=kind
+    )
     out = []
     for data, created in rows:
         data = data if isinstance(data, dict) else json.loads(data)
@@ -61,11 +62,13 @@ def holder(stack: Stack, job_id: int) -> Proc:
 
 def wait_checkpointed_and_running(stack: Stack, job_id: int, min_epochs: int = 1, timeout: float = 180) -> None:
     """Running, with at least min_epochs checkpointed."""
+
     def ready() -> bool:
         row = job_row(stack, job_id)
         assert row["status"] in ("queued", "running"), row
         done = stack.sql("SELECT count(*) FROM job_metrics WHERE job_id = :j AND key = 'train_loss'", j=job_id)
         return row["status"] == "running" and done[0][0] >= min_epochs
+
     wait_until(ready, timeout, f"job {job_id} running with {min_epochs} epoch(s) checkpointed")
 
 
@@ -106,19 +109,33 @@ class RedisServer:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"redis-{self.port}.log", "ab") as log:
             self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.root)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.root),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_until(self.ping, 20, f"redis on port {self.port}")
 
     def ping(self) -> bool:
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True,
-                             check=False)
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False)
         return out.stdout.strip() == "PONG"
 
     def cli(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     def kill(self) -> None:
         """SIGKILL: whatever it held is gone (it never saves)."""

@@ -17,8 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-              "proxy-authorization", "proxy-authenticate", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "host",
+    "content-length",
+}
 
 DROP = "drop"  # close the connection without forwarding or answering
 FORWARD_THEN_DROP = "forward-then-drop"  # the API does the work; its answer is lost
@@ -166,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in upstream.iter_raw():
             if isinstance(action, Corrupt) and sent <= action.at_byte < sent + len(chunk):
                 i = action.at_byte - sent
-                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
             if isinstance(action, CutBody) and sent + len(chunk) >= action.after_bytes:
                 self.wfile.write(chunk[: action.after_bytes - sent])
                 self.wfile.flush()

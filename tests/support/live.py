@@ -11,8 +11,9 @@ from tests.support.stack import Stack
 _shared: dict[str, Stack] = {}
 
 
-def shared_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 backend: str = "postgres") -> Stack:
+def shared_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, backend: str = "postgres"
+) -> Stack:
     if backend not in _shared:
         stack = Stack.create(backend, tmp_path_factory.mktemp(f"client-stack-{backend}"))
         try:

@@ -9,9 +9,16 @@ import json
 from tests.support.specs import TINY_CTTV2
 
 _RESULT = {
-    "test_accuracy": 0.93, "test_error": 0.07, "test_loss": 0.21, "train_loss": 0.18, "best_epoch": 11,
-    "wall_s": 41.2, "environment": {"device": "cpu", "torch": "2.10.0", "aihwkit": "1.1.0", "seed": 1},
-    "history": [{"epoch": e, "step": 19 * e, "train_loss": 1.0 / e, "test_accuracy": 0.5 + e / 30} for e in range(1, 13)],
+    "test_accuracy": 0.93,
+    "test_error": 0.07,
+    "test_loss": 0.21,
+    "train_loss": 0.18,
+    "best_epoch": 11,
+    "wall_s": 41.2,
+    "environment": {"device": "cpu", "torch": "2.10.0", "aihwkit": "1.1.0", "seed": 1},
+    "history": [
+        {"epoch": e, "step": 19 * e, "train_loss": 1.0 / e, "test_accuracy": 0.5 + e / 30} for e in range(1, 13)
+    ],
 }
 
 

@@ -146,11 +146,16 @@ class Stack:
         )
         return Proc(name, popen, log_path)
 
-    def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         res = subprocess.run(
             [sys.executable, "-m", "cttv2_cli", *args],
-            cwd=ROOT, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and res.returncode != 0:
             raise AssertionError(f"cttv2 {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
@@ -205,10 +210,7 @@ class Stack:
 
     def send_task(self, job_id: int) -> None:
         """Publish a run_job message directly, as a duplicate delivery would."""
-        code = (
-            "import sys; from service.core import queue; "
-            "queue.send(queue.RUN_JOB_TASK, int(sys.argv[1]))"
-        )
+        code = "import sys; from service.core import broker; broker.publish(broker.RUN_JOB_TASK, int(sys.argv[1]))"
         subprocess.run([sys.executable, "-c", code, str(job_id)], cwd=ROOT, env=self.env, check=True, timeout=60)
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -243,8 +245,14 @@ class Stack:
 
 
 @contextmanager
-def running_stack(backend: str, root: Path, extra_env: dict[str, str] | None = None, *,
-                  workers: int = 1, prepare: Callable[[Stack], None] | None = None) -> Iterator[Stack]:
+def running_stack(
+    backend: str,
+    root: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    prepare: Callable[[Stack], None] | None = None,
+) -> Iterator[Stack]:
     """A started stack (API + `workers` workers), destroyed on exit. `prepare` may change the
     stack's env before anything starts."""
     s = Stack.create(backend, root, extra_env)
@@ -259,8 +267,13 @@ def running_stack(backend: str, root: Path, extra_env: dict[str, str] | None = N
         s.destroy()
 
 
-def wait_for_job(client: httpx.Client, job_id: int, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
-                 timeout: float = 300, stack: Stack | None = None) -> dict:
+def wait_for_job(
+    client: httpx.Client,
+    job_id: int,
+    statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+    timeout: float = 300,
+    stack: Stack | None = None,
+) -> dict:
     deadline = time.monotonic() + timeout
     job = None
     while time.monotonic() < deadline:

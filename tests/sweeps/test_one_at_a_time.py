@@ -36,12 +36,24 @@ def test_points_vary_one_knob_at_a_time_around_the_reference():
     grid = {"device.sp_skew": [0.1, 0], "device.transfer_noise": [0.2, 0], "algorithm": ["ttv2", "c-ttv2"]}
     pts = plan.points(grid, list(grid), "one_at_a_time")
     assert [tuple(p.values()) for p in pts] == [
-        (0.1, 0.2, "ttv2"), (0.1, 0.2, "c-ttv2"), (0, 0.2, "ttv2"), (0, 0.2, "c-ttv2"),
-        (0.1, 0, "ttv2"), (0.1, 0, "c-ttv2")]
+        (0.1, 0.2, "ttv2"),
+        (0.1, 0.2, "c-ttv2"),
+        (0, 0.2, "ttv2"),
+        (0, 0.2, "c-ttv2"),
+        (0.1, 0, "ttv2"),
+        (0.1, 0, "c-ttv2"),
+    ]
 
 
-@pytest.mark.parametrize("grid", [{}, {"algorithm": ["sgd", "c-ttv2"]}, {"device.sp_skew": [0, 0.1]},
-                                  {"device.sp_skew": [0, 0.1], "algorithm": ["sgd", "c-ttv2"]}])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {},
+        {"algorithm": ["sgd", "c-ttv2"]},
+        {"device.sp_skew": [0, 0.1]},
+        {"device.sp_skew": [0, 0.1], "algorithm": ["sgd", "c-ttv2"]},
+    ],
+)
 def test_one_knob_or_none_is_the_same_as_grid(grid):
     assert plan.points(grid, list(grid), "one_at_a_time") == plan.points(grid, list(grid))
 
@@ -111,13 +123,17 @@ def test_baseline_training_comes_from_the_engine_then_the_overrides(monkeypatch)
     assert seen[0]["digital_lr"] == 0.002 and seen[0]["seed"] == 3
     t = job.spec["training"]
     assert (t["lr"], t["epochs"], t["digital_lr"], t["seed"]) == (0.004, 9, None, 3)
-    (job,) = [j for j in plan.plan(base, {}, [], [3], True, "s", baseline_training={"epochs": 16, "lr": 0.005})
-              if j.is_baseline]
+    (job,) = [
+        j
+        for j in plan.plan(base, {}, [], [3], True, "s", baseline_training={"epochs": 16, "lr": 0.005})
+        if j.is_baseline
+    ]
     t = job.spec["training"]
     assert (t["lr"], t["epochs"], t["seed"]) == (0.005, 16, 3)
     JobSpec.model_validate(job.spec)
-    grid_job = next(j for j in plan.plan(base, {}, [], [3], True, "s", baseline_training={"epochs": 16})
-                    if not j.is_baseline)
+    grid_job = next(
+        j for j in plan.plan(base, {}, [], [3], True, "s", baseline_training={"epochs": 16}) if not j.is_baseline
+    )
     assert grid_job.spec["training"]["epochs"] == BASE["training"]["epochs"]  # the baseline only
 
 
@@ -130,8 +146,10 @@ def test_the_engine_placeholder_keeps_todays_baseline_lr():
     assert (t["lr"], t["digital_lr"], t["epochs"]) == (0.003, None, 7)  # an fp base keeps its lr
 
 
-@pytest.mark.parametrize(("overrides", "field"), [({"epochz": 3}, "baseline_training.epochz"),
-                                                  ({"lr": 0.01, "seed": 4}, "baseline_training.seed")])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"epochz": 3}, "baseline_training.epochz"), ({"lr": 0.01, "seed": 4}, "baseline_training.seed")],
+)
 def test_unknown_baseline_training_key_is_a_422_naming_it(overrides, field):
     body = SweepCreate.model_validate({"base": TINY_CTTV2, "baseline": True, "baseline_training": overrides})
     with pytest.raises(Invalid) as err:
@@ -150,8 +168,10 @@ def test_bad_baseline_training_value_names_the_key():
 def test_report_says_how_the_baseline_trained():
     fp_lr = RECIPES["fp"].lr  # an unset lr trained at the fp recipe's
     assert service.baseline_training({"training": {"lr": None, "epochs": 16}}) == {"lr": fp_lr, "epochs": 16}
-    jobs = [JobOutcome("succeeded", True, {}, 0.1, {"lr": 0.005, "epochs": 16}),
-            JobOutcome("succeeded", False, {}, 0.2)]
+    jobs = [
+        JobOutcome("succeeded", True, {}, 0.1, {"lr": 0.005, "epochs": 16}),
+        JobOutcome("succeeded", False, {}, 0.2),
+    ]
     rep = build_report(sweep_id=1, name=None, axes=[], grid={}, baseline=True, jobs=jobs)
     assert rep["baseline"]["training"] == {"lr": 0.005, "epochs": 16}
     out = SweepReport.model_validate(rep).model_dump()
@@ -165,12 +185,13 @@ def _acc_error(p, seed):
 
 
 def _report(n_seeds=3, finished=lambda p, s: True):
-    jobs = [JobOutcome("succeeded" if finished(p, s) else "queued", False, p,
-                       _acc_error(p, s) if finished(p, s) else None)
-            for p in plan.points(GRID, AXES, "one_at_a_time") for s in range(n_seeds)]
+    jobs = [
+        JobOutcome("succeeded" if finished(p, s) else "queued", False, p, _acc_error(p, s) if finished(p, s) else None)
+        for p in plan.points(GRID, AXES, "one_at_a_time")
+        for s in range(n_seeds)
+    ]
     jobs += [JobOutcome("succeeded", True, {}, 0.05 + 0.01 * s) for s in range(n_seeds)]
-    return build_report(sweep_id=4, name="knobs", axes=AXES, grid=GRID, baseline=True, jobs=jobs,
-                        mode="one_at_a_time")
+    return build_report(sweep_id=4, name="knobs", axes=AXES, grid=GRID, baseline=True, jobs=jobs, mode="one_at_a_time")
 
 
 def test_report_rows_carry_their_knobs_and_the_reference_once():
@@ -178,8 +199,9 @@ def test_report_rows_carry_their_knobs_and_the_reference_once():
     assert rep["mode"] == "one_at_a_time" and rep["knobs"] == ["device.transfer_noise", "device.sp_skew"]
     assert rep["reference"] == {"device.transfer_noise": 0, "device.sp_skew": 0}
     assert len(rep["rows"]) == 8 and rep["total_jobs"] == 8 * 3 + 3
-    curve = {k: [(r["point"]["algorithm"], r["point"][k]) for r in rep["rows"] if k in r["knobs"]]
-             for k in rep["knobs"]}
+    curve = {
+        k: [(r["point"]["algorithm"], r["point"][k]) for r in rep["rows"] if k in r["knobs"]] for k in rep["knobs"]
+    }
     assert curve["device.transfer_noise"] == [(a, t) for a in ("c-ttv2", "ttv2") for t in (0, 0.1, 0.2)]
     assert curve["device.sp_skew"] == [(a, s) for a in ("c-ttv2", "ttv2") for s in (0, 0.1)]
     for row in rep["rows"]:
@@ -238,8 +260,10 @@ def test_a_task_changing_knob_follows_its_baselines():
     grid = {"device.sp_skew": [0, 0.1], "data.num_classes": [10, 3]}
     axes = list(grid)
     jobs = [JobOutcome("succeeded", False, p, 0.2) for p in plan.points(grid, axes, "one_at_a_time")]
-    jobs += [JobOutcome("succeeded", True, p, 0.01 * p["data.num_classes"])
-             for p in plan.points(grid, plan.baseline_axes(axes), "one_at_a_time")]
+    jobs += [
+        JobOutcome("succeeded", True, p, 0.01 * p["data.num_classes"])
+        for p in plan.points(grid, plan.baseline_axes(axes), "one_at_a_time")
+    ]
     rep = build_report(sweep_id=1, name=None, axes=axes, grid=grid, baseline=True, jobs=jobs, mode="one_at_a_time")
     skew, classes = plots.knob_panels(rep, "sgd")
     assert skew.baseline.horizontal and skew.baseline.accuracy == pytest.approx([90.0])
@@ -277,8 +301,9 @@ def test_the_spec_still_rejects_transfer_noise_for_sgd():
     from cttv2_engine.spec import KNOB_ALGORITHMS, TRANSFER_ALGORITHMS
 
     assert KNOB_ALGORITHMS[NOISE] == TRANSFER_ALGORITHMS
-    with pytest.raises(ValidationError, match="device.transfer_noise applies to c-ttv2, ttv2, agad; "
-                                              "algorithm sgd has no transfer"):
+    with pytest.raises(
+        ValidationError, match="device.transfer_noise applies to c-ttv2, ttv2, agad; algorithm sgd has no transfer"
+    ):
         JobSpec.model_validate({**BASE, "algorithm": "sgd", "device": {**BASE["device"], "transfer_noise": 0.0}})
     for algorithm in ("ttv2", "fp"):
         JobSpec.model_validate({**BASE, "algorithm": algorithm, "device": {**BASE["device"], "transfer_noise": 0.1}})
@@ -316,18 +341,23 @@ def test_a_null_reference_is_kept_for_sgd_and_overrides_the_base():
     assert plan.count_points(grid, list(grid), "one_at_a_time") == 3
     sgd = service._validate(None, None, jobs[-1])
     assert sgd.device.transfer_noise is None
-    assert "only the reference point is planned, with device.transfer_noise null" in \
-        plan.not_applicable(grid, list(grid), "one_at_a_time")[0]["reason"]
+    assert (
+        "only the reference point is planned, with device.transfer_noise null"
+        in plan.not_applicable(grid, list(grid), "one_at_a_time")[0]["reason"]
+    )
 
 
-@pytest.mark.parametrize(("grid", "n_points"), [
-    ({"algorithm": ["c-ttv2", "sgd"], NOISE: [0, 0.1], "device.sp_skew": [0, 0.1]}, 4),  # no sgd point
-    ({"algorithm": ["c-ttv2", "sgd"], NOISE: [None, 0.1], "device.sp_skew": [0, 0.1]}, 6),  # sgd at null
-    ({"algorithm": ["c-ttv2", "fp", "mixed-precision"], NOISE: [0, 0.1]}, 4),  # fp ignores the device
-    ({"device.sp_skew": [0, 0.1], "algorithm": ["sgd", "ttv2"], NOISE: [0.2]}, 2),
-    ({"algorithm": ["sgd"]}, 1),
-    ({NOISE: [0, 0.1]}, 2),  # no algorithm axis: nothing planned around
-])
+@pytest.mark.parametrize(
+    ("grid", "n_points"),
+    [
+        ({"algorithm": ["c-ttv2", "sgd"], NOISE: [0, 0.1], "device.sp_skew": [0, 0.1]}, 4),  # no sgd point
+        ({"algorithm": ["c-ttv2", "sgd"], NOISE: [None, 0.1], "device.sp_skew": [0, 0.1]}, 6),  # sgd at null
+        ({"algorithm": ["c-ttv2", "fp", "mixed-precision"], NOISE: [0, 0.1]}, 4),  # fp ignores the device
+        ({"device.sp_skew": [0, 0.1], "algorithm": ["sgd", "ttv2"], NOISE: [0.2]}, 2),
+        ({"algorithm": ["sgd"]}, 1),
+        ({NOISE: [0, 0.1]}, 2),  # no algorithm axis: nothing planned around
+    ],
+)
 def test_grid_mode_skips_the_points_the_spec_rejects(grid, n_points):
     axes = list(grid)
     pts = plan.points(grid, axes)
@@ -343,8 +373,9 @@ def test_grid_mode_lists_what_it_skipped():
     grid = {"algorithm": ["c-ttv2", "sgd", "mixed-precision"], NOISE: [0, 0.1]}
     (sgd, mp) = plan.not_applicable(grid, list(grid))
     assert (sgd["algorithm"], sgd["knob"], mp["algorithm"]) == ("sgd", NOISE, "mixed-precision")
-    assert sgd["reason"] == ("device.transfer_noise applies to c-ttv2, ttv2, agad only, not to sgd: "
-                             "no point of sgd is planned")
+    assert sgd["reason"] == (
+        "device.transfer_noise applies to c-ttv2, ttv2, agad only, not to sgd: no point of sgd is planned"
+    )
     assert plan.not_applicable({**grid, NOISE: [None]}, list(grid)) == []  # nothing was left out
     assert plan.not_applicable({NOISE: [0.1]}, [NOISE]) == []
 
@@ -352,8 +383,15 @@ def test_grid_mode_lists_what_it_skipped():
 def test_size_check_counts_only_the_planned_points():
     many = [i / 1000 for i in range(300)]
     for mode, n in (("grid", 300), ("one_at_a_time", 301)):  # without planning around: 600
-        body = SweepCreate.model_validate({"base": TINY_CTTV2, "grid": {"algorithm": ["c-ttv2", "sgd"], NOISE: many},
-                                           "seeds": [0], "baseline": True, "mode": mode})
+        body = SweepCreate.model_validate(
+            {
+                "base": TINY_CTTV2,
+                "grid": {"algorithm": ["c-ttv2", "sgd"], NOISE: many},
+                "seeds": [0],
+                "baseline": True,
+                "mode": mode,
+            }
+        )
         assert plan.count_jobs(body.grid, list(body.grid), 1, True, mode) == (n, 1)
         service._check_size(body, list(body.grid), [0])  # under the 500 jobs of the default limit
 
@@ -367,10 +405,16 @@ def _mixed_report(finished=lambda job: True):
         return 0.1 + 0.2 * (g["algorithm"] == "sgd") + 0.3 * g[NOISE] + 0.1 * g["device.sp_skew"] + 0.01 * job.seed
 
     # Matched on the grid the service stores with each job (sweep_point["grid"]).
-    jobs = [JobOutcome("succeeded" if finished(j) else "queued", j.is_baseline, j.grid,
-                       (0.05 if j.is_baseline else error(j)) if finished(j) else None) for j in planned]
-    return build_report(sweep_id=9, name="mixed", axes=axes, grid=MIXED, baseline=True, jobs=jobs,
-                        mode="one_at_a_time")
+    jobs = [
+        JobOutcome(
+            "succeeded" if finished(j) else "queued",
+            j.is_baseline,
+            j.grid,
+            (0.05 if j.is_baseline else error(j)) if finished(j) else None,
+        )
+        for j in planned
+    ]
+    return build_report(sweep_id=9, name="mixed", axes=axes, grid=MIXED, baseline=True, jobs=jobs, mode="one_at_a_time")
 
 
 def test_report_lists_not_applicable_and_matches_sgd_jobs_to_rows():
@@ -379,8 +423,10 @@ def test_report_lists_not_applicable_and_matches_sgd_jobs_to_rows():
     assert "only the reference point is planned, without device.transfer_noise" in rep["not_applicable"][0]["reason"]
     assert len(rep["rows"]) == 10 and rep["total_jobs"] == 10 * 3 + 3
     sgd = [r for r in rep["rows"] if r["point"]["algorithm"] == "sgd"]
-    assert [r["point"] for r in sgd] == [{"algorithm": "sgd", NOISE: 0, "device.sp_skew": 0},
-                                         {"algorithm": "sgd", NOISE: 0, "device.sp_skew": 0.1}]
+    assert [r["point"] for r in sgd] == [
+        {"algorithm": "sgd", NOISE: 0, "device.sp_skew": 0},
+        {"algorithm": "sgd", NOISE: 0, "device.sp_skew": 0.1},
+    ]
     assert [(r["n_finished"], r["n_seeds"]) for r in sgd] == [(3, 3), (3, 3)]
     assert sgd[0]["mean_test_error"] == pytest.approx(0.31) and sgd[1]["mean_test_error"] == pytest.approx(0.32)
     assert sgd[0]["knobs"] == [NOISE, "device.sp_skew"] and sgd[1]["knobs"] == ["device.sp_skew"]

@@ -20,20 +20,33 @@ BASE = JobSpec.model_validate(TINY_CTTV2).model_dump(mode="json")
 
 
 # -- paths and axes ---------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["algorithm", "device.transfer_noise", "device.sp_skew",
-                                  "data.num_classes", "training.digital_lr", "model.analog_scope",
-                                  "model.analog_scope.last_n_blocks", "algorithm_options.fast_lr",
-                                  "device"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "algorithm",
+        "device.transfer_noise",
+        "device.sp_skew",
+        "data.num_classes",
+        "training.digital_lr",
+        "model.analog_scope",
+        "model.analog_scope.last_n_blocks",
+        "algorithm_options.fast_lr",
+        "device",
+    ],
+)
 def test_known_paths(path):
     assert plan.path_problem(path) is None
 
 
-@pytest.mark.parametrize(("path", "says"), [
-    ("device.sp_skw", "device has no field 'sp_skw'"),
-    ("nonsense", "the job spec has no field 'nonsense'"),
-    ("algorithm.fast_lr", "algorithm is a value"),
-    ("training.epochs.x", "training.epochs is a value"),
-])
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("device.sp_skw", "device has no field 'sp_skw'"),
+        ("nonsense", "the job spec has no field 'nonsense'"),
+        ("algorithm.fast_lr", "algorithm is a value"),
+        ("training.epochs.x", "training.epochs is a value"),
+    ],
+)
 def test_unknown_paths_say_why(path, says):
     assert says in plan.path_problem(path)
 
@@ -48,15 +61,20 @@ def test_check_axes_names_the_axis():
     with pytest.raises(Invalid) as err:
         plan.check_axes({"a": [1]}, ["b"])
     assert err.value.fields[0]["field"] == "axes"
-    assert plan.check_axes({"algorithm": ["sgd"], "device.sp_skew": [0]},
-                           ["device.sp_skew", "algorithm"]) == ["device.sp_skew", "algorithm"]
+    assert plan.check_axes({"algorithm": ["sgd"], "device.sp_skew": [0]}, ["device.sp_skew", "algorithm"]) == [
+        "device.sp_skew",
+        "algorithm",
+    ]
 
 
 # -- expansion --------------------------------------------------------------------------------
 def test_plan_points_seeds_and_a_baseline_per_task():
     grid = {"device.sp_skew": [0, 0.1], "data.num_classes": [3, 4], "algorithm": ["c-ttv2", "sgd"]}
-    base = {**BASE, "data": {**BASE["data"], "classes": None},
-            "training": {**BASE["training"], "lr": 0.7, "digital_lr": 0.002}}
+    base = {
+        **BASE,
+        "data": {**BASE["data"], "classes": None},
+        "training": {**BASE["training"], "lr": 0.7, "digital_lr": 0.002},
+    }
     axes = list(grid)
     jobs = plan.plan(base, grid, axes, seeds=[5, 6], baseline=True, label="s")
     assert plan.count_jobs(grid, axes, 2, True) == (16, 4)
@@ -85,8 +103,9 @@ def test_plan_points_seeds_and_a_baseline_per_task():
 
 
 def test_baseline_lr_follows_a_digital_lr_axis():
-    jobs = plan.plan(BASE, {"training.digital_lr": [0.001, 0.003]}, ["training.digital_lr"],
-                     seeds=[0], baseline=True, label="s")
+    jobs = plan.plan(
+        BASE, {"training.digital_lr": [0.001, 0.003]}, ["training.digital_lr"], seeds=[0], baseline=True, label="s"
+    )
     lrs = {j.grid["training.digital_lr"]: j.spec["training"]["lr"] for j in jobs if j.is_baseline}
     assert lrs == {0.001: 0.001, 0.003: 0.003}
 
@@ -97,16 +116,19 @@ def test_no_axes_is_one_point():
 
 
 # -- status -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("counts", "status"), [
-    ({"queued": 4}, "queued"),
-    ({"queued": 3, "running": 1}, "running"),
-    ({"queued": 3, "succeeded": 1}, "running"),  # between two jobs
-    ({"succeeded": 4}, "succeeded"),
-    ({"succeeded": 3, "failed": 1}, "partial"),
-    ({"succeeded": 1, "cancelled": 3}, "partial"),
-    ({"cancelled": 3, "failed": 1}, "cancelled"),
-    ({"failed": 4}, "failed"),
-])
+@pytest.mark.parametrize(
+    ("counts", "status"),
+    [
+        ({"queued": 4}, "queued"),
+        ({"queued": 3, "running": 1}, "running"),
+        ({"queued": 3, "succeeded": 1}, "running"),  # between two jobs
+        ({"succeeded": 4}, "succeeded"),
+        ({"succeeded": 3, "failed": 1}, "partial"),
+        ({"succeeded": 1, "cancelled": 3}, "partial"),
+        ({"cancelled": 3, "failed": 1}, "cancelled"),
+        ({"failed": 4}, "failed"),
+    ],
+)
 def test_sweep_status_from_counts(counts, status):
     from service.sweeps.service import derive_status
 
@@ -177,9 +199,17 @@ def test_csv_has_a_column_per_axis_and_the_stats():
     jobs = _outcomes(grid, list(grid), lambda p, s: 0.1 + s / 100, lambda p, s: 0.05)
     rep = build_report(sweep_id=1, name=None, axes=list(grid), grid=grid, baseline=True, jobs=jobs)
     rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
-    assert list(rows[0]) == ["algorithm", "model.analog_scope", "mean_test_error", "std_test_error",
-                             "delta_vs_baseline", "baseline_mean_test_error", "n_finished",
-                             "n_pending", "n_seeds"]
+    assert list(rows[0]) == [
+        "algorithm",
+        "model.analog_scope",
+        "mean_test_error",
+        "std_test_error",
+        "delta_vs_baseline",
+        "baseline_mean_test_error",
+        "n_finished",
+        "n_pending",
+        "n_seeds",
+    ]
     assert len(rows) == 4
     assert rows[1]["model.analog_scope"] == '{"last_n_blocks": 1}'
     assert float(rows[0]["mean_test_error"]) == pytest.approx(0.11)
@@ -204,17 +234,26 @@ def _colour_share(pixels: np.ndarray, rgb: tuple[int, int, int], tol: int = 40) 
     return float((np.abs(pixels.astype(int) - rgb).sum(axis=2) < tol).mean())
 
 
-@pytest.mark.parametrize(("grid", "kind", "size"), [
-    ({"algorithm": ["c-ttv2", "ttv2"], "device.transfer_noise": [0, 0.1, 0.2]}, "line", (960, 600)),
-    ({"data.num_classes": [3, 5, 10]}, "line", (960, 600)),
-    ({"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.05, 0.1]}, "heatmap", (640, 560)),
-    ({"algorithm": ["c-ttv2", "ttv2", "sgd"], "device.sp_skew": [0, 0.1],
-      "device.sp_variability": [0, 0.1]}, "heatmap", (1600, 560)),
-    ({}, "bars", (960, 600)),
-    ({"algorithm": ["c-ttv2", "sgd"]}, "bars", (960, 600)),
-    ({"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.1], "device.transfer_noise": [0, 0.1]},
-     "bars", (960, 600)),
-])
+@pytest.mark.parametrize(
+    ("grid", "kind", "size"),
+    [
+        ({"algorithm": ["c-ttv2", "ttv2"], "device.transfer_noise": [0, 0.1, 0.2]}, "line", (960, 600)),
+        ({"data.num_classes": [3, 5, 10]}, "line", (960, 600)),
+        ({"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.05, 0.1]}, "heatmap", (640, 560)),
+        (
+            {"algorithm": ["c-ttv2", "ttv2", "sgd"], "device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.1]},
+            "heatmap",
+            (1600, 560),
+        ),
+        ({}, "bars", (960, 600)),
+        ({"algorithm": ["c-ttv2", "sgd"]}, "bars", (960, 600)),
+        (
+            {"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.1], "device.transfer_noise": [0, 0.1]},
+            "bars",
+            (960, 600),
+        ),
+    ],
+)
 def test_figures(grid, kind, size):
     axes = list(grid)
 
@@ -233,9 +272,14 @@ def test_figures(grid, kind, size):
         assert _colour_share(pixels, (31, 119, 180)) > 0.001
 
 
-@pytest.mark.parametrize("grid", [{"device.sp_skew": [0, 0.1]},
-                                  {"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.1]},
-                                  {"algorithm": ["c-ttv2", "sgd"]}])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        {"device.sp_skew": [0, 0.1]},
+        {"device.sp_skew": [0, 0.1], "device.sp_variability": [0, 0.1]},
+        {"algorithm": ["c-ttv2", "sgd"]},
+    ],
+)
 def test_figure_of_a_sweep_with_nothing_finished_yet(grid):
     jobs = _outcomes(grid, list(grid), lambda p, s: 0.0, lambda p, s: 0.0, lambda p, s: "queued")
     jobs = [j if not j.is_baseline else JobOutcome("queued", True, j.grid, None) for j in jobs]
@@ -247,8 +291,9 @@ def test_figure_of_a_sweep_with_nothing_finished_yet(grid):
 
 
 # -- the examples -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "n_jobs"), [("study-sweep.yaml", 51), ("demo-sweep.yaml", 14),
-                                              ("study-cpu-sweep.yaml", 84)])
+@pytest.mark.parametrize(
+    ("name", "n_jobs"), [("study-sweep.yaml", 51), ("demo-sweep.yaml", 14), ("study-cpu-sweep.yaml", 84)]
+)
 def test_examples_expand_to_valid_jobs(name, n_jobs):
     import yaml
 
@@ -260,8 +305,16 @@ def test_examples_expand_to_valid_jobs(name, n_jobs):
     body = SweepCreate.model_validate(yaml.safe_load((ROOT / "examples" / name).read_text()))
     axes = plan.check_axes(body.grid, body.axes)
     base = body.base.model_dump(mode="json", exclude={"resume_from"})
-    jobs = plan.plan(base, body.grid, axes, body.seeds, body.baseline, label=body.name, mode=body.mode,
-                     baseline_training=body.baseline_training)
+    jobs = plan.plan(
+        base,
+        body.grid,
+        axes,
+        body.seeds,
+        body.baseline,
+        label=body.name,
+        mode=body.mode,
+        baseline_training=body.baseline_training,
+    )
     assert len(jobs) == sum(plan.count_jobs(body.grid, axes, len(body.seeds), body.baseline, body.mode)) == n_jobs
     assert n_jobs <= Settings.model_fields["max_sweep_jobs"].default
     for job in jobs:

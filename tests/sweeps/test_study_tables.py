@@ -13,14 +13,23 @@ REF = {"device.transfer_noise": 0.06, "device.sp_skew": 0.0, "device.sp_variabil
 
 
 def _job(algorithm, curve, is_baseline=False, **point):
-    return {"algorithm": algorithm, "is_baseline": is_baseline, "curve": curve,
-            "point": {} if is_baseline else {"algorithm": algorithm, **REF, **point}, "reference": REF}
+    return {
+        "algorithm": algorithm,
+        "is_baseline": is_baseline,
+        "curve": curve,
+        "point": {} if is_baseline else {"algorithm": algorithm, **REF, **point},
+        "reference": REF,
+    }
 
 
 def test_reference_row_is_mean_and_std_over_seeds_and_the_gap_to_digital():
-    jobs = [_job("fp", [0.9, 0.96], is_baseline=True), _job("fp", [0.9, 0.98], is_baseline=True),
-            _job("c-ttv2", [0.5, 0.90, 0.92, 0.94]), _job("c-ttv2", [0.5, 0.90, 0.92, 0.96]),
-            _job("c-ttv2", [0.5, 0.1, 0.1, 0.1], **{"device.sp_skew": 0.3})]  # not the reference
+    jobs = [
+        _job("fp", [0.9, 0.96], is_baseline=True),
+        _job("fp", [0.9, 0.98], is_baseline=True),
+        _job("c-ttv2", [0.5, 0.90, 0.92, 0.94]),
+        _job("c-ttv2", [0.5, 0.90, 0.92, 0.96]),
+        _job("c-ttv2", [0.5, 0.1, 0.1, 0.1], **{"device.sp_skew": 0.3}),
+    ]  # not the reference
     text = tables(jobs)
     row = next(line for line in text.splitlines() if line.startswith("| c-ttv2 |"))
     # final 95.0 +- 1.4; last 3: 92.0 and 92.7 -> 92.3 +- 0.5; spread 96 - 90 = 6 points; 95 - 97 = -2.0

@@ -31,8 +31,6 @@ def bob(stack):
     return stack.client(stack.create_user())
 
 
-
-
 def wait_sweep_done(client, sweep_id: int, timeout: float, on_poll=None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,10 +61,8 @@ def decode_png(content: bytes) -> np.ndarray:
 
 
 def test_sweep_operations_are_named(stack):
-    ops = {op["operationId"] for p in stack.client().get("/openapi.json").json()["paths"].values()
-           for op in p.values()}
-    assert {"create_sweep", "list_sweeps", "get_sweep", "cancel_sweep", "list_sweep_jobs",
-            "get_sweep_report"} <= ops
+    ops = {op["operationId"] for p in stack.client().get("/openapi.json").json()["paths"].values() for op in p.values()}
+    assert {"create_sweep", "list_sweeps", "get_sweep", "cancel_sweep", "list_sweep_jobs", "get_sweep_report"} <= ops
 
 
 def test_cancel_and_ownership(stack, alice, bob):
@@ -76,8 +72,12 @@ def test_cancel_and_ownership(stack, alice, bob):
     sid = sweep["id"]
     assert sweep["total_jobs"] == 3 and sweep["request"]["seeds"] == [0, 1, 2]
 
-    for call in (lambda c: c.get(f"/v1/sweeps/{sid}"), lambda c: c.post(f"/v1/sweeps/{sid}/cancel"),
-                 lambda c: c.get(f"/v1/sweeps/{sid}/report"), lambda c: c.get(f"/v1/sweeps/{sid}/jobs")):
+    for call in (
+        lambda c: c.get(f"/v1/sweeps/{sid}"),
+        lambda c: c.post(f"/v1/sweeps/{sid}/cancel"),
+        lambda c: c.get(f"/v1/sweeps/{sid}/report"),
+        lambda c: c.get(f"/v1/sweeps/{sid}/jobs"),
+    ):
         assert_error(call(bob), 404, "not_found")  # another user's sweep looks missing
     assert sid not in [s["id"] for s in bob.get("/v1/sweeps").json()["items"]]
 
@@ -184,10 +184,11 @@ def test_study_sweep_end_to_end(stack, alice):
     for j in baselines:
         assert j["algorithm"] == "fp" and j["spec"]["device"] is None and j["sweep_point"]["grid"] == {}
         assert j["spec"]["training"]["seed"] == j["sweep_point"]["seed"]
-    points = sorted((j["sweep_point"]["grid"]["algorithm"], j["sweep_point"]["grid"]["device.sp_skew"],
-                     j["sweep_point"]["seed"]) for j in grid_jobs)
-    assert points == sorted((a, s, seed) for a in GRID["algorithm"] for s in GRID["device.sp_skew"]
-                            for seed in (0, 1))
+    points = sorted(
+        (j["sweep_point"]["grid"]["algorithm"], j["sweep_point"]["grid"]["device.sp_skew"], j["sweep_point"]["seed"])
+        for j in grid_jobs
+    )
+    assert points == sorted((a, s, seed) for a in GRID["algorithm"] for s in GRID["device.sp_skew"] for seed in (0, 1))
     for j in grid_jobs:
         point = j["sweep_point"]["grid"]
         assert j["sweep_id"] == sid and j["algorithm"] == point["algorithm"]
@@ -205,7 +206,8 @@ def test_study_sweep_end_to_end(stack, alice):
     assert rep["baseline"]["std_test_error"] == pytest.approx(statistics.stdev(base_errors))
     assert rep["baseline"]["n_finished"] == 2
     assert [row["point"] for row in rep["rows"]] == [
-        {"algorithm": a, "device.sp_skew": s} for a in GRID["algorithm"] for s in GRID["device.sp_skew"]]
+        {"algorithm": a, "device.sp_skew": s} for a in GRID["algorithm"] for s in GRID["device.sp_skew"]
+    ]
     for row in rep["rows"]:
         errors = [j["result"]["test_error"] for j in grid_jobs if j["sweep_point"]["grid"] == row["point"]]
         assert len(errors) == 2 and row["n_finished"] == 2 and row["n_seeds"] == 2
