@@ -3,11 +3,24 @@ one, never half of one. No torch here: the worker's plots use it too."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def remove_partial_writes(targets: Iterable[Path]) -> list[str]:
+    """Delete the temporary files atomic_write left beside these targets when its process was
+    killed mid-write (SIGKILL, power loss). Only for files no other process writes (a job's
+    own outputs, under its lease). Returns the names removed."""
+    removed = []
+    for target in targets:
+        for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from cttv2_engine import checkpoint as ckpt
 from cttv2_engine.build import TrainModel, build_train_model
 from cttv2_engine.data import Dataset, batches_per_epoch, load_dataset, to_model_input, train_batches
 from cttv2_engine.errors import CheckpointError, DataError
-from cttv2_engine.files import atomic_write
+from cttv2_engine.files import atomic_write, remove_partial_writes
 from cttv2_engine.hardware import ComputeTarget, select_compute
 from cttv2_engine.semantics import RESUMABLE_CHANGES, resume_differences, validate_spec_semantics
 from cttv2_engine.spec import JobSpec
@@ -107,6 +107,10 @@ def lr_factor(spec: JobSpec, step: int, total_steps: int) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+# What run() writes into its workdir (each through files.atomic_write).
+OUTPUTS = ("checkpoints/latest.pt", "checkpoints/best.pt", "weights.safetensors", "result.json")
+
+
 def run(
     spec: JobSpec | dict[str, Any],
     *,
@@ -127,6 +131,8 @@ def run(
     state = RunState.from_dict(saved) if saved else RunState()
     job = _Job(spec, Path(workdir), cb, compute, data, tm, optimizers, t_start)
     (job.workdir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once all checks passed
+    for name in remove_partial_writes(job.workdir / out for out in OUTPUTS):
+        cb.on_log(f"removed {name}, left half-written by a run that was killed")
 
     epochs, bs = spec.training.epochs, spec.training.batch_size
     steps_per_epoch = batches_per_epoch(data.train, bs)

@@ -89,9 +89,14 @@ def _run_with_stop(tmp_path, context, spec, stop_after):
     state = load_checkpoint(latest)  # weights_only=True inside
     assert (state["epoch"], state["batch"]) == divmod(stop_after, 6)
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "stopped"
+    # What a worker killed mid-write leaves behind (files.atomic_write's temporary names).
+    half_written = [tmp_path / "checkpoints" / ".latest.pt.k1ll3d.tmp", tmp_path / ".result.json.k1ll3d.tmp"]
+    for path in half_written:
+        path.write_bytes(b"half")
     second = Recorder()
     done = run(spec, workdir=tmp_path, callbacks=second, context=context, resume_from=latest)
     assert done.status == "completed"
+    assert not [p for p in half_written if p.exists()], "the resumed run left a killed run's temp files"
     return first, second, load_file(tmp_path / "weights.safetensors"), done
 
 
