@@ -36,17 +36,20 @@ def _migrate_on_start(settings) -> None:
             sys.exit(1)
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Root handler on stderr: text lines, or one JSON object per line (CTTV2_LOG_FORMAT=json)."""
     import logging
 
-    from service.core.log_context import RequestIdFilter
+    from service.core.log_context import RequestIdFilter, make_formatter
 
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.setFormatter(make_formatter(log_format))
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if log_format == "json":
+        logging.captureWarnings(True)  # a Python warning becomes a JSON line too (logger py.warnings)
 
 
 @cli.command()
@@ -57,8 +60,10 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the API server."""
     settings = load_settings()
     _migrate_on_start(settings)
-    setup_logging()
+    setup_logging(log_format=settings.log_format)
     import uvicorn
+
+    from service.core.log_context import logging_dict_config
 
     # Keep idle connections longer than clients and proxies do (60 s is common), so a client
     # never sends on a connection the server is closing at that moment.
@@ -67,7 +72,7 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        log_config=logging_dict_config("INFO", settings.log_format),  # applied in every API process
         access_log=False,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,
@@ -85,7 +90,7 @@ def worker(name: str | None, loglevel: str) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(settings.worker_threads))
     _migrate_on_start(settings)
-    setup_logging(loglevel)
+    setup_logging(loglevel, settings.log_format)
     from worker.main import start_worker
 
     start_worker(settings, name=name, loglevel=loglevel)
@@ -130,7 +135,7 @@ def db_current() -> None:
 
 @cli.group()
 def admin() -> None:
-    """Users and tokens."""
+    """Users, tokens, and purging old jobs."""
 
 
 @admin.command("create-user")
@@ -193,3 +198,55 @@ def revoke_token(user_name: str | None, token_prefix: str | None) -> None:
         click.echo(f"cttv2: {exc}", err=True)
         sys.exit(1)
     click.echo(f"revoked {n} token(s)")
+
+
+def _parse_age(text: str):
+    """90d, 12h, 30m, 45s or 2w (a plain number: days) as a timedelta."""
+    from datetime import timedelta
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    raw = text.strip().lower()
+    unit = raw[-1] if raw and raw[-1] in units else "d"
+    number = raw[:-1] if raw and raw[-1] in units else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: a number with s, m, h, d or w (e.g. 90d)") from None
+    if not value >= 0 or value > 100 * 365:
+        raise click.BadParameter(f"{text!r}: out of range")
+    return timedelta(**{units[unit]: value})
+
+
+@admin.command("purge")
+@click.option("--older-than", "older_than", required=True, help="finished before this long ago: 90d, 12h, 2w")
+@click.option("--user", "user_name", default=None, help="only this user's jobs")
+@click.option("--dry-run", is_flag=True, help="print what would be freed; delete nothing")
+def purge(older_than: str, user_name: str | None, dry_run: bool) -> None:
+    """Delete finished jobs (succeeded, failed, cancelled) that ended before --older-than ago,
+    with their files, as DELETE /v1/jobs/{id} does. Jobs a queued or running job starts from
+    are kept."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from service.core.db import session_scope
+    from service.jobs.deletion import purge as purge_jobs
+    from service.users.models import User
+
+    age = _parse_age(older_than)
+    settings = load_settings()
+    cutoff = datetime.now(UTC) - age
+    with session_scope() as session:
+        user_id = None
+        if user_name is not None:
+            user_id = session.scalar(select(User.id).where(User.name == user_name))
+            if user_id is None:
+                click.echo(f"cttv2: no user {user_name!r}", err=True)
+                sys.exit(1)
+        done = purge_jobs(session, settings.artifact_dir, cutoff, user_id=user_id, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    who = f" of {user_name}" if user_name else ""
+    click.echo(
+        f"{verb} {len(done.job_ids)} job(s){who} finished before {cutoff:%Y-%m-%d %H:%M} UTC, "
+        f"freeing {done.bytes} bytes ({done.bytes / 2**20:.1f} MiB)"
+    )

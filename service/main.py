@@ -13,8 +13,11 @@ from service.core.middleware import RequestIdMiddleware
 from service.device_specs.router import router as device_specs_router
 from service.health.router import router as health_router
 from service.jobs.router import router as jobs_router
+from service.metrics.http import MetricsMiddleware
+from service.metrics.router import router as metrics_router
 from service.presets.router import router as presets_router
 from service.sweeps.router import router as sweeps_router
+from service.users.router import me_router
 from service.users.router import router as admin_users_router
 from service.version import version_info
 from service.weights.router import router as weights_router
@@ -35,6 +38,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)  # inside the request id: a 413 is logged with it
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware)  # outermost: a request's whole time, by route template
 
     v1 = APIRouter(prefix="/v1")
     for router in (
@@ -45,9 +49,11 @@ def create_app() -> FastAPI:
         sweeps_router,
         weights_router,
         admin_users_router,
+        me_router,
     ):
         v1.include_router(router)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(v1)
     return app
 

@@ -1,7 +1,8 @@
 """A worker's hold on one job: claim it, fence every write with it, finish or requeue it.
 
 The job row is the source of truth and service.jobs.lifecycle makes every change to it: a
-claim is one conditional UPDATE (queued -> running with a fresh lease token); every later
+claim is one conditional UPDATE (queued -> running with a fresh lease token) on the fairest
+queued job, whichever job the delivered message named (claim_next_job); every later
 write names that token, so a worker that lost its lease (reaped after a missed heartbeat,
 then claimed elsewhere) can no longer change the job. This module adds the retries through
 database outages and LeaseLost.
@@ -36,13 +37,25 @@ class Lease:
 
 
 def claim_job(job_id: int, worker_id: str) -> Lease | None:
-    """queued -> running, or None when the job is not queued (a duplicate delivery, a
-    cancelled job, a job another worker holds)."""
+    """queued -> running for this job, or None when the job is not queued (a duplicate
+    delivery, a cancelled job, a job another worker holds)."""
     token = uuid.uuid4().hex
 
     def _claim(session: Session) -> Lease | None:
         attempt = lifecycle.claim(session, job_id, token, worker_id)
         return None if attempt is None else Lease(job_id, token, attempt, worker_id)
+
+    return with_retry(_claim, what="claim")
+
+
+def claim_next_job(worker_id: str, max_running: int) -> Lease | None:
+    """queued -> running for the fairest queued job (lifecycle.claim_next), or None when no
+    queued job can start now."""
+    token = uuid.uuid4().hex
+
+    def _claim(session: Session) -> Lease | None:
+        got = lifecycle.claim_next(session, token, worker_id, max_running=max_running)
+        return None if got is None else Lease(got[0], token, got[1], worker_id)
 
     return with_retry(_claim, what="claim")
 
@@ -74,10 +87,13 @@ def finish(
 
     try:
         with_retry(tx, deadline_s=deadline_s, what="finish")
-        return True
     except LeaseLost:
         log.warning("job %s: lease lost before finishing as %s", lease.job_id, status)
         return False
+    # A running slot of this user is free: a job held back by max_running_jobs_per_user may
+    # start now and may have no message left (its delivery was dropped).
+    lifecycle.wake()
+    return True
 
 
 def requeue(lease: Lease, reason: str) -> bool:

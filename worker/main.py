@@ -44,6 +44,9 @@ def start_worker(settings: Settings, *, name: str | None = None, loglevel: str =
 
     app.worker_main(
         [
+            # JSON logs: no start-up banner either (it is printed, not logged), so every line
+            # of the worker's output is one JSON object.
+            *(["--quiet"] if settings.log_format == "json" else []),
             "worker",
             "--pool=solo",
             "--concurrency=1",

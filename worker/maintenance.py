@@ -5,7 +5,14 @@
   max_attempts times; then it fails with reason worker_lost.
 - Reconciler: a queued job with no message in the broker (enqueueing failed after the row was
   committed, or the broker lost its data) is published again. Extra messages are harmless: the
-  claim is a conditional UPDATE, so only one delivery ever runs the job.
+  claim is a conditional UPDATE, so only one delivery ever runs the job. A message is not tied
+  to its job (a worker claims the fairest queued job, service.jobs.lifecycle.claim_next), so
+  what counts is how many there are: one per queued job that could start now. Jobs of a user
+  at max_running_jobs_per_user need none until one of their running jobs ends (then
+  lifecycle.wake sends one), so the reconciler leaves them out.
+
+- Orphan sweep (worker.orphans, every few minutes): files whose row was deleted (a crash
+  between a delete's commit and its file removal) are removed once older than a grace period.
 
 Every worker runs this loop; every step is a conditional UPDATE, so several loops can run
 at once without doing anything twice.
@@ -31,6 +38,7 @@ from service.core.config import Settings
 from service.core.db import dialect_name, session_scope, utcnow
 from service.jobs import lifecycle
 from service.jobs.models import Job, JobStatus
+from worker import orphans
 
 log = logging.getLogger("cttv2.worker.maintenance")
 
@@ -41,6 +49,7 @@ def reap_lost_jobs(settings: Settings) -> list[int]:
     MaintenanceLoop): a heartbeat missed during an outage says nothing about the worker."""
     cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
     requeued: list[int] = []
+    failed = 0
     with session_scope() as session:
         stale = session.execute(
             select(Job.id, Job.lease_token, Job.lost_count, Job.worker_id)
@@ -62,28 +71,40 @@ def reap_lost_jobs(settings: Settings) -> list[int]:
         )
         if status == JobStatus.QUEUED:
             requeued.append(job_id)
+        else:
+            failed += 1
     lifecycle.publish(requeued)
+    if failed:
+        lifecycle.wake(settings.max_running_jobs_per_user)  # running slots freed up
     return requeued
 
 
 def reconcile_queue(settings: Settings) -> list[int]:
-    """Publish queued jobs that have no message in the broker. Returns the published ids."""
+    """Publish queued jobs that could start now and have no message in the broker (enqueued_at
+    is when a message was last sent while the job was queued: none, or one older than
+    requeue_after_s). Returns the published ids."""
     now = utcnow()
     grace = now - timedelta(seconds=settings.requeue_grace_s)
     with session_scope() as session:
-        waiting = session.execute(
-            select(Job.id, Job.enqueued_at)
+        rows = session.execute(
+            select(Job.id, Job.user_id, Job.enqueued_at)
             .where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False), Job.updated_at < grace)
             .order_by(Job.id)
             .limit(10_000)
         ).all()
+        running = lifecycle.running_counts(session, (user_id for _, user_id, _ in rows))
+    # A user at the running limit: their jobs wait for a slot, not for a message (a delivery
+    # now would be dropped); lifecycle.wake sends one when a slot frees up.
+    waiting = [
+        (job_id, enq) for job_id, user_id, enq in rows if running.get(user_id, 0) < settings.max_running_jobs_per_user
+    ]
     if not waiting:
         return []
     stale = now - timedelta(seconds=settings.requeue_after_s)
     depth = broker.queue_depth(settings)
     if depth is not None and depth < len(waiting):
-        # The broker holds fewer messages than there are waiting jobs: some were lost
-        # (e.g. Redis restarted empty). Which ones is unknown; publish all.
+        # The broker holds fewer messages than there are jobs that could start: some were
+        # lost (e.g. Redis restarted empty) or dropped. Which ones is unknown; publish all.
         todo = [job_id for job_id, _ in waiting]
     else:
         todo = [job_id for job_id, enq in waiting if enq is None or enq < stale]
@@ -109,6 +130,7 @@ class MaintenanceLoop(threading.Thread):
         self.settings = settings
         self._stop = threading.Event()
         self._reachable_since: float | None = time.monotonic()  # a start counts as a reconnect
+        self._orphans_due = time.monotonic()  # the orphan sweep: at start, then every ORPHAN_EVERY_S
 
     def run(self) -> None:
         while not self._stop.wait(self.settings.maintenance_interval_s):
@@ -141,6 +163,9 @@ class MaintenanceLoop(threading.Thread):
         if reachable_for >= self.settings.heartbeat_timeout_s:
             self._step(reap_lost_jobs)
         self._step(reconcile_queue)
+        if time.monotonic() >= self._orphans_due:
+            self._orphans_due = time.monotonic() + orphans.ORPHAN_EVERY_S
+            self._step(orphans.remove_orphans)
 
     def _step(self, step) -> None:
         try:

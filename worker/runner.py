@@ -9,15 +9,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from cttv2_engine.types import RunContext
 from service.artifacts.paths import job_dir
 from service.core.config import Settings
 from service.core.db import utcnow
-from service.core.log_context import request_id_var
+from service.core.log_context import job_id_var, request_id_var
+from service.jobs import lifecycle
 from service.jobs.models import Job, JobStatus
 from worker import artifacts, plots
 from worker.db import RETRYABLE, with_retry
-from worker.lease import Lease, LeaseLost, claim_job, finish, requeue
+from worker.lease import Lease, LeaseLost, claim_next_job, finish, requeue
 from worker.reporter import Heartbeat, JobReporter
 from worker.weights import weights_dir_for
 
@@ -42,13 +45,25 @@ class JobInputError(Exception):
 
 
 def run_job(settings: Settings, job_id: int, worker_id: str) -> str:
-    """Run one delivered job id. Returns what happened (for logs and tests)."""
+    """Handle one delivered run message, which names job_id: claim the fairest queued job
+    (lifecycle.claim_next; often job_id itself, but not necessarily) and run it. Returns what
+    happened (for logs and tests)."""
     rid = request_id_var.set(f"job-{job_id}")  # worker log lines carry the job as their id
+    jid = job_id_var.set(job_id)  # and as job_id (JSON log lines)
     try:
-        lease = claim_job(job_id, worker_id)
+        lease = claim_next_job(worker_id, settings.max_running_jobs_per_user)
         if lease is None:
-            log.info("job %s: not claimable (duplicate delivery, cancelled or taken); ignored", job_id)
+            log.info(
+                "job %s: not claimable (duplicate delivery, cancelled or taken) and no other queued job can "
+                "start now (none, or their users are at max_running_jobs_per_user); ignored",
+                job_id,
+            )
+            lifecycle.wake(settings.max_running_jobs_per_user)  # only sends when jobs could start
             return "ignored"
+        if lease.job_id != job_id:
+            request_id_var.set(f"job-{lease.job_id}")
+            job_id_var.set(lease.job_id)
+            _log_taken_instead(job_id, lease.job_id)
         reporter = JobReporter(settings, lease)
         heartbeat = Heartbeat(reporter, settings.heartbeat_interval_s)
         heartbeat.start()
@@ -68,7 +83,16 @@ def run_job(settings: Settings, job_id: int, worker_id: str) -> str:
         finally:
             heartbeat.stop()
     finally:
+        job_id_var.reset(jid)
         request_id_var.reset(rid)
+
+
+def _log_taken_instead(named: int, taken: int) -> None:
+    status = with_retry(lambda s: s.scalar(select(Job.status).where(Job.id == named)), what="read job")
+    if status == JobStatus.QUEUED:
+        log.info("job %s: message taken for job %s, next in fair order (job %s stays queued)", named, taken, named)
+    else:
+        log.info("job %s: not claimable (%s); took job %s, next in fair order", named, status or "gone", taken)
 
 
 def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str:

@@ -1,4 +1,8 @@
-"""Celery tasks. Each message carries an id only; everything else is read from the database."""
+"""Celery tasks. Each message carries an id only; everything else is read from the database.
+
+A run message names a job but means "one unit of queued work exists": the worker claims the
+fairest queued job (service.jobs.lifecycle.claim_next), which may be another, and runs that
+one (worker.runner.run_job). validate_weights runs exactly the upload it names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job commands: submit, list, show, cancel, watch (live progress), logs, metrics, artifacts,
+"""Job commands: submit, list, show, cancel, delete, watch (live progress), logs, metrics, artifacts,
 download."""
 
 from __future__ import annotations
@@ -97,6 +97,16 @@ def cancel(client: Client, job_id: int, as_json: bool) -> None:
         click.echo(f"job {job_id} had already ended ({job.status})")
     else:
         click.echo(f"job {job_id}: cancel requested; it stops at the next batch boundary")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@connection
+def delete(client: Client, job_id: int) -> None:
+    """Delete a finished job: its record, metrics, logs and files (a queued or running job
+    must be cancelled first)."""
+    client.jobs.delete(job_id)
+    click.echo(f"job {job_id} deleted")
 
 
 @cli.command()

@@ -104,6 +104,15 @@ def sweep_cancel(client: Client, sweep_id: int, as_json: bool) -> None:
         click.echo(f"sweep {sweep_id}: {s.status}")
 
 
+@sweep.command("delete")
+@click.argument("sweep_id", type=int)
+@connection
+def sweep_delete(client: Client, sweep_id: int) -> None:
+    """Delete a sweep and all its jobs, records and files (cancel it first if jobs are left)."""
+    client.sweeps.delete(sweep_id)
+    click.echo(f"sweep {sweep_id} deleted, with its jobs")
+
+
 @sweep.command("report")
 @click.argument("sweep_id", type=int)
 @click.option("--csv", "as_csv", is_flag=True, help="print the report as CSV")

@@ -59,6 +59,11 @@ class Jobs:
         r = self._client.request("POST", f"/v1/jobs/{int(job_id)}/cancel", idempotent=True)
         return Job.model_validate(r.json())
 
+    def delete(self, job_id: int) -> None:
+        """Delete a finished job (its record, metrics, logs and files). Raises Conflict while
+        it is queued or running (cancel it first), NotFound if it is not yours or gone."""
+        self._client.request("DELETE", f"/v1/jobs/{int(job_id)}")
+
     def rerun(self, job_id: int, *, idempotency_key: str | None = None) -> Job:
         """A new job with the same spec (rerun_of = job_id); retried safely like submit."""
         key = idempotency_key or str(uuid.uuid4())

@@ -59,6 +59,7 @@ class Job(APIModel):
     sweep_id: int | None = None
     sweep_point: dict[str, Any] | None = None
     is_baseline: bool = False
+    priority: str = "normal"  # low | normal | high (high: admins only)
     resume_from: dict[str, Any] | None = None
     rerun_of: int | None = None
     attempt: int = 0

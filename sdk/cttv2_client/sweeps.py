@@ -47,6 +47,11 @@ class Sweeps:
         r = self._client.request("POST", f"/v1/sweeps/{int(sweep_id)}/cancel", idempotent=True)
         return Sweep.model_validate(r.json())
 
+    def delete(self, sweep_id: int) -> None:
+        """Delete the sweep and all its jobs (records and files). Raises Conflict while any of
+        its jobs is queued or running (cancel the sweep first)."""
+        self._client.request("DELETE", f"/v1/sweeps/{int(sweep_id)}")
+
     def wait(
         self,
         sweep_id: int | Sweep,

@@ -38,3 +38,8 @@ class WeightsFiles:
 
     def list(self, *, page_size: int | None = None) -> Iterator[Weights]:
         return self._client.paginate("/v1/weights", Weights, {}, page_size)
+
+    def delete(self, weights_id: int) -> None:
+        """Delete an upload (record and file). Raises Conflict while a queued or running job
+        starts from it."""
+        self._client.request("DELETE", f"/v1/weights/{int(weights_id)}")

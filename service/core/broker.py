@@ -2,9 +2,11 @@
 readiness ping and the job queue's depth. No torch here, and no import of the worker: the
 worker's tasks are named by string (`include`) and registered by worker.tasks.
 
-Protocol: a message carries only an id; the job row is the truth. Late acks and prefetch 1
-mean a worker holds at most one job and a lost worker's message is delivered again; the job
-row's conditional claim makes every extra delivery a no-op.
+Protocol: a message carries only an id; the job row is the truth. A run message means "one
+unit of queued work exists": the worker claims the fairest queued job, not necessarily the one
+named (service.jobs.lifecycle.claim_next). Late acks and prefetch 1 mean a worker holds at
+most one job and a lost worker's message is delivered again; the conditional claim means an
+extra delivery never runs a job twice (it takes the next fair job, or nothing).
 """
 
 from __future__ import annotations

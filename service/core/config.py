@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     db_retry_deadline_s: float = Field(900.0, gt=0, le=86400)
 
     auto_migrate: bool = Field(True, description="run `alembic upgrade head` when serve/worker start")
+    # Log lines of `cttv2 serve` and `cttv2 worker`: readable text, or one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     worker_threads: int = Field(1, ge=1, le=256, description="torch threads per worker process")
 
@@ -68,6 +70,9 @@ class Settings(BaseSettings):
     max_train_samples: int = Field(200_000, ge=1, description="train_per_class x classes")
     max_img_size: int = Field(512, ge=8, le=1024)
     max_active_jobs_per_user: int = Field(200, ge=1, description="queued + running; beyond: 429")
+    # Running at once per user: a worker skips a user's queued jobs while they have this many
+    # running (service.jobs.lifecycle.claim_next); the rest wait queued.
+    max_running_jobs_per_user: int = Field(4, ge=1, le=100_000, description="running at once; beyond: they wait")
 
     @field_validator("database_url")
     @classmethod

@@ -32,6 +32,19 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobPriority(StrEnum):
+    """Which queued job a worker takes first (service.jobs.lifecycle.claim_next): a user's
+    `high` job goes before every `normal` one (of anyone), a `low` one after them. Only
+    admins may submit `high`."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+# Best first: the order claim_next tries a user's queued jobs in.
+PRIORITY_ORDER = (JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
+
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 # The same names as a Literal: the OpenAPI schema lists them inline, as it always has. Built
@@ -40,6 +53,7 @@ if TYPE_CHECKING:
     JobStatusName = str
 else:
     JobStatusName = Literal[tuple(s.value for s in JobStatus)]
+JobPriorityName = Literal["low", "normal", "high"]
 
 
 class Job(Base):
@@ -48,6 +62,8 @@ class Job(Base):
         UniqueConstraint("user_id", "idempotency_key"),
         Index(None, "user_id", "id"),
         Index(None, "user_id", "status", "id"),
+        # claim_next: a user's next queued job of one priority, and their running count.
+        Index(None, "user_id", "status", "priority", "id"),
         Index(None, "status", "heartbeat_at"),
         Index(None, "sweep_id"),
     )
@@ -72,6 +88,9 @@ class Job(Base):
 
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[str] = mapped_column(
+        String(8), default=JobPriority.NORMAL.value, server_default=JobPriority.NORMAL.value
+    )
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
     lost_count: Mapped[int] = mapped_column(Integer, default=0)  # times reaped
     lease_token: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -30,7 +30,7 @@ IdempotencyKey = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_job",
-    responses={409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 def create_job(
     body: JobCreate,
@@ -64,6 +64,18 @@ def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
 @router.post("/{job_id}/cancel", operation_id="cancel_job", responses={404: {"model": ErrorResponse}})
 def cancel_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
     return JobOut.from_row(service.cancel(session, user, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_job",
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
+def delete_job(job_id: ID, user: CurrentUser, session: SessionDep) -> None:
+    """Delete a finished job (succeeded, failed or cancelled): its record, metrics, logs,
+    events and files. A queued or running job is a 409: cancel it first."""
+    service.delete(session, user, job_id)
 
 
 @router.post(

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from cttv2_engine.spec import DeviceSpec, JobSpecFields, StrictModel
-from service.jobs.models import JobStatusName
+from service.jobs.models import JobPriorityName, JobStatusName
 
 
 class DeviceSpecRef(StrictModel):
@@ -38,6 +38,12 @@ class JobCreate(JobSpecFields):
     # Wider than JobSpecFields.device on purpose: a request may name a stored device by id.
     device: DeviceInput | None = Field(default_factory=DeviceSpec)  # type: ignore[assignment]
     resume_from: ResumeFrom | None = None
+    # Not part of the job spec: how the queue orders the job (service.jobs.lifecycle.claim_next).
+    priority: JobPriorityName = Field(
+        "normal",
+        description="which queued job a worker takes first: high (admins only) before anyone's normal "
+        "jobs, low after them; within one user's jobs, high, normal, low, then oldest first",
+    )
 
 
 class JobError(BaseModel):
@@ -57,6 +63,7 @@ class JobOut(BaseModel):
     sweep_id: int | None
     sweep_point: dict[str, Any] | None
     is_baseline: bool
+    priority: JobPriorityName
     resume_from: dict[str, Any] | None
     rerun_of: int | None
     attempt: int

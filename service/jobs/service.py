@@ -1,4 +1,4 @@
-"""Jobs: submit (idempotent), read, list, cancel."""
+"""Jobs: submit (idempotent), read, list, cancel, delete (service.jobs.deletion)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from cttv2_engine import SpecError, validate_spec_semantics
 from cttv2_engine.spec import DeviceSpec, JobSpec, canonical_hash
-from service.core.errors import Conflict, NotFound, field_error, invalid_from
+from service.core.config import get_settings
+from service.core.errors import Conflict, Forbidden, NotFound, field_error, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
-from service.jobs import lifecycle, limits, references
-from service.jobs.models import Job
+from service.jobs import deletion, lifecycle, limits, references
+from service.jobs.models import Job, JobPriority
 from service.jobs.schemas import DeviceSpecRef, JobCreate
 from service.users.models import User
 
@@ -51,7 +52,7 @@ def resolve_device(session: Session, user: User, body: JobCreate) -> tuple[dict,
     """The request as a JobSpec dict (without resume_from), a device given by id copied inline:
     a sweep's base, which its grid edits as a dict; each planned job then goes through
     validate_spec once."""
-    data = body.model_dump(mode="json", exclude={"resume_from"})
+    data = body.model_dump(mode="json", exclude={"resume_from", "priority"})
     device_spec_id = None
     if isinstance(body.device, DeviceSpecRef):
         record = device_specs.get(session, user, body.device.id)
@@ -77,6 +78,26 @@ def validate_spec(session: Session, user: User, data: dict) -> JobSpec:
         raise invalid_from(exc) from None
     check_before_queue(session, user, spec)
     return spec
+
+
+def check_priority(user: User, priority: str, field: str = "priority") -> None:
+    """Only admins may submit high-priority jobs (they go before everyone's normal jobs):
+    anyone else gets a 403 naming the field."""
+    if priority == JobPriority.HIGH and not user.is_admin:
+        raise field_error(
+            field,
+            "only admins may submit high-priority jobs; use normal (the default) or low",
+            error=Forbidden,
+            code="forbidden",
+        )
+
+
+def hashed_request(data: dict) -> dict:
+    """A job request as hashed for Idempotency-Key: priority is left out while normal (its
+    default), so a key sent again with the same body matches the hash of a version without it."""
+    if data.get("priority") == JobPriority.NORMAL:
+        data.pop("priority")
+    return data
 
 
 def check_before_queue(session: Session, user: User, spec: JobSpec) -> None:
@@ -109,7 +130,7 @@ def submit(
     """Create and enqueue a job. Returns (job, replayed): replayed is True when the same
     Idempotency-Key and body were seen before and the earlier job is returned."""
     idempotency_key = idempotency_key or None  # an empty key is no key (it is stored as NULL)
-    request = body.model_dump(mode="json")
+    request = hashed_request(body.model_dump(mode="json"))
     if rerun_of is not None:
         request["rerun_of"] = rerun_of  # a rerun and a plain submit never replay each other
     request_hash = canonical_hash(request)
@@ -117,6 +138,7 @@ def submit(
         earlier = _by_key(session, user, idempotency_key, request_hash)
         if earlier is not None:
             return earlier, True
+    check_priority(user, body.priority)
     spec, resolved_device_id = resolve_spec(session, user, body)
     limits.check_active_jobs(session, user, 1)
     job = new_job(
@@ -124,6 +146,7 @@ def submit(
         spec,
         device_spec_id=resolved_device_id or device_spec_id,
         resume_from=body.resume_from.model_dump() if body.resume_from else None,
+        priority=body.priority,
         rerun_of=rerun_of,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -192,14 +215,26 @@ def cancel(session: Session, user: User, job_id: int) -> Job:
 
 
 def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None) -> tuple[Job, bool]:
-    """A new job with the same spec (and the same resume point) as job_id. The spec is the
-    stored snapshot, so a device spec deleted since does not matter."""
+    """A new job with the same spec (and the same resume point and priority) as job_id. The
+    spec is the stored snapshot, so a device spec deleted since does not matter. A high
+    priority is kept only while the user is an admin (else normal)."""
     earlier = get(session, user, job_id)
     data = dict(earlier.spec)
     if earlier.resume_from:
         data["resume_from"] = earlier.resume_from
+    priority = earlier.priority
+    if priority == JobPriority.HIGH and not user.is_admin:
+        priority = JobPriority.NORMAL
+    data["priority"] = priority
     try:
         body = JobCreate.model_validate(data)
     except ValidationError as exc:  # a spec stored by an older version that no longer validates
         raise invalid_from(exc) from None
     return submit(session, user, body, idempotency_key, rerun_of=earlier.id, device_spec_id=earlier.device_spec_id)
+
+
+def delete(session: Session, user: User, job_id: int) -> None:
+    """Delete a finished job: its rows and its files (service.jobs.deletion). A queued or
+    running job is a 409 (cancel it first); another user's job a 404."""
+    job = get(session, user, job_id)
+    deletion.delete_jobs(session, get_settings().artifact_dir, [job], f"job {job_id}")

@@ -40,7 +40,7 @@ def _one(session, sweep: Sweep) -> SweepOut:
     "",
     status_code=status.HTTP_201_CREATED,
     operation_id="create_sweep",
-    responses={409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 def create_sweep(
     body: SweepCreate,
@@ -72,6 +72,18 @@ def get_sweep(sweep_id: ID, user: CurrentUser, session: SessionDep) -> SweepOut:
 def cancel_sweep(sweep_id: ID, user: CurrentUser, session: SessionDep) -> SweepOut:
     """Cancel every job of the sweep that is still queued or running."""
     return _one(session, service.cancel(session, user, sweep_id))
+
+
+@router.delete(
+    "/{sweep_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_sweep",
+    responses={**NOT_FOUND, 409: {"model": ErrorResponse}},
+)
+def delete_sweep(sweep_id: ID, user: CurrentUser, session: SessionDep) -> None:
+    """Delete the sweep and all its jobs (records and files); a 409 while any of them is
+    queued or running (cancel the sweep first)."""
+    service.delete(session, user, sweep_id)
 
 
 @router.get("/{sweep_id}/jobs", operation_id="list_sweep_jobs", responses=NOT_FOUND)

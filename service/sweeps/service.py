@@ -1,10 +1,11 @@
-"""Sweeps: create (all jobs in one transaction, idempotent), read, list, cancel, report."""
+"""Sweeps: create (all jobs in one transaction, idempotent), read, list, cancel, report, delete."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -14,7 +15,7 @@ from cttv2_engine.spec import JobSpec, TrainingSpec, canonical_hash
 from service.core.config import get_settings
 from service.core.errors import Conflict, Invalid, NotFound, field_error
 from service.core.pagination import PageParams, paginate
-from service.jobs import lifecycle, limits
+from service.jobs import deletion, lifecycle, limits
 from service.jobs import service as jobs
 from service.jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from service.sweeps import plan
@@ -40,6 +41,7 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
         if earlier is not None:
             return earlier, True
 
+    jobs.check_priority(user, body.base.priority, "base.priority")  # every job of the sweep gets it
     axes = plan.check_axes(body.grid, body.axes)
     seeds = body.seeds if body.seeds is not None else [body.base.training.seed]
     plan.check_seeds(seeds)
@@ -82,6 +84,7 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
                 sweep_id=sweep.id,
                 sweep_point={"grid": job.grid, "seed": job.seed},
                 is_baseline=job.is_baseline,
+                priority=body.base.priority,
             )
             for job, spec in zip(planned, specs)
         ]
@@ -107,6 +110,7 @@ def _hashed(body: SweepCreate) -> dict[str, Any]:
     for field, default in (("mode", "grid"), ("baseline_training", None)):
         if data.get(field) == default:
             data.pop(field, None)
+    data["base"] = jobs.hashed_request(data["base"])
     return data
 
 
@@ -282,3 +286,14 @@ def _grid_key(point: dict[str, Any] | None) -> str:
 def _test_error(result: dict[str, Any] | None) -> float | None:
     value = (result or {}).get("test_error")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def delete(session: Session, user: User, sweep_id: int) -> None:
+    """Delete a sweep and all its jobs, rows and files, in one transaction (see
+    service.jobs.deletion); a 409 while any of its jobs is queued or running."""
+    sweep = get(session, user, sweep_id)
+    rows = list(session.scalars(select(Job).where(Job.sweep_id == sweep.id).order_by(Job.id)))
+    what = f"sweep {sweep_id}"
+    deletion.check_deletable(session, rows, what)
+    session.execute(sql_delete(Sweep).where(Sweep.id == sweep.id))
+    deletion.delete_jobs(session, get_settings().artifact_dir, rows, what)  # commits both

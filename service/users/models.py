@@ -16,6 +16,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # When a worker last claimed one of this user's jobs: among users with as many running
+    # jobs, the one served longest ago goes first (service.jobs.lifecycle.claim_next).
+    last_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class ApiToken(Base):

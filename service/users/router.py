@@ -1,4 +1,5 @@
-"""User management for admins: /v1/admin/users. Anyone else gets a 403."""
+"""User management for admins: /v1/admin/users (anyone else gets a 403); and for everyone,
+/v1/users/me: who the token belongs to, their limits and usage."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from service.core.pagination import Page, PageParams
 from service.users import service
 from service.users.models import User
 from service.users.schemas import (
+    MeOut,
     TokenCreate,
     TokenIssued,
     TokenOut,
@@ -34,6 +36,15 @@ router = APIRouter(
     tags=["admin"],
     responses={403: {"model": ErrorResponse}},
 )
+
+
+me_router = APIRouter(prefix="/users", tags=["users"])
+
+
+@me_router.get("/me", operation_id="get_me")
+def get_me(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> MeOut:
+    """The caller: id, name, role, this server's per-user job limits and the caller's usage."""
+    return service.me(session, settings, user)
 
 
 @router.get("", operation_id="list_users")

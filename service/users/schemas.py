@@ -51,3 +51,29 @@ class TokenIssued(TokenOut):
 class UserCreated(BaseModel):
     user: UserOut
     token: TokenIssued
+
+
+class MyLimits(BaseModel):
+    max_active_jobs: int = Field(
+        description="queued + running jobs at once (CTTV2_MAX_ACTIVE_JOBS_PER_USER); beyond: 429"
+    )
+    max_running_jobs: int = Field(
+        description="running at once (CTTV2_MAX_RUNNING_JOBS_PER_USER); beyond: the others wait queued"
+    )
+
+
+class MyUsage(BaseModel):
+    active_jobs: int = Field(description="queued + running")
+    running_jobs: int
+    queued_jobs: int
+
+
+class MeOut(BaseModel):
+    """GET /v1/users/me: who the token belongs to, this server's limits and what counts against them."""
+
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+    limits: MyLimits
+    usage: MyUsage

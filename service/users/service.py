@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
@@ -12,7 +12,9 @@ from service.core.db import execute_count, utcnow
 from service.core.errors import Conflict, NotFound, Unauthorized
 from service.core.pagination import PageParams, paginate
 from service.core.security import hash_token, new_token
+from service.jobs.models import Job, JobStatus
 from service.users.models import ApiToken, User
+from service.users.schemas import MeOut, MyLimits, MyUsage
 
 
 class UserError(ValueError):
@@ -85,6 +87,30 @@ def authenticate(session: Session, settings: Settings, token: str | None) -> Use
     if user.disabled_at is not None:
         raise Unauthorized("user disabled")
     return user
+
+
+# -- the caller (/v1/users/me) ----------------------------------------------------------------
+
+
+def me(session: Session, settings: Settings, user: User) -> MeOut:
+    counts = dict(
+        session.execute(
+            select(Job.status, func.count())
+            .where(Job.user_id == user.id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+            .group_by(Job.status)
+        ).all()
+    )
+    queued, running = counts.get(JobStatus.QUEUED, 0), counts.get(JobStatus.RUNNING, 0)
+    return MeOut(
+        id=user.id,
+        name=user.name,
+        is_admin=user.is_admin,
+        created_at=user.created_at,
+        limits=MyLimits(
+            max_active_jobs=settings.max_active_jobs_per_user, max_running_jobs=settings.max_running_jobs_per_user
+        ),
+        usage=MyUsage(active_jobs=queued + running, running_jobs=running, queued_jobs=queued),
+    )
 
 
 # -- the admin API (/v1/admin/users) --------------------------------------------------------

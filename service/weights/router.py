@@ -39,3 +39,15 @@ def list_weights(user: CurrentUser, session: SessionDep, page: PageParams = Depe
 @router.get("/{weights_id}", operation_id="get_weights", responses={404: {"model": ErrorResponse}})
 def get_weights(weights_id: ID, user: CurrentUser, session: SessionDep) -> WeightsOut:
     return WeightsOut.model_validate(service.get(session, user, weights_id))
+
+
+@router.delete(
+    "/{weights_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_weights",
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
+def delete_weights(weights_id: ID, user: CurrentUser, session: SessionDep) -> None:
+    """Delete an upload (its record and its file); a 409 while a queued or running job of
+    yours names it in model.pretrained.weights."""
+    service.delete(session, user, weights_id)

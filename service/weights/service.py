@@ -17,6 +17,7 @@ from service.core import broker
 from service.core.config import get_settings
 from service.core.errors import Conflict, NotFound, Unavailable, field_error
 from service.core.pagination import PageParams, paginate
+from service.jobs.models import ACTIVE_STATUSES, Job
 from service.users.models import User
 from service.weights.models import WeightsFile
 from service.weights.upload import Upload
@@ -106,3 +107,42 @@ def get(session: Session, user: User, weights_id: int) -> WeightsFile:
 
 def list_page(session: Session, user: User, params: PageParams):
     return paginate(session, select(WeightsFile).where(WeightsFile.user_id == user.id), WeightsFile.id, params)
+
+
+def users_of(session: Session, record: WeightsFile) -> list[int]:
+    """The owner's queued or running jobs that start from this upload (their spec's
+    model.pretrained.weights names it: a user's upload wins over a server-wide file)."""
+    rows = session.execute(
+        select(Job.id, Job.spec).where(Job.user_id == record.user_id, Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)
+    ).all()
+    out = []
+    for job_id, spec in rows:
+        pretrained = ((spec or {}).get("model") or {}).get("pretrained")
+        if isinstance(pretrained, dict) and pretrained.get("weights") == record.name:
+            out.append(job_id)
+    return out
+
+
+def delete(session: Session, user: User, weights_id: int) -> None:
+    """Delete an upload: the row (committed), then the file. A crash between the two leaves a
+    file with no row, which worker.maintenance.remove_orphans deletes after a grace period.
+    A 409 while a queued or running job uses it."""
+    record = get(session, user, weights_id)
+    used = users_of(session, record)
+    if used:
+        raise Conflict(
+            f"weights {weights_id} ({record.name}) are used by queued or running job "
+            f"{', '.join(map(str, used[:10]))}: cancel it first or wait until it ends",
+            code="weights_in_use",
+        )
+    path = weights_path(record.user_id, record.name)
+    session.delete(record)
+    session.commit()
+    path.unlink(missing_ok=True)
+
+
+def weights_path(user_id: int, name: str, weights_dir: Path | None = None) -> Path:
+    """An upload's file; the name was checked against SAFE_NAME at upload (no separators)."""
+    if not SAFE_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"not a plain file name: {name!r}")
+    return user_dir(int(user_id), weights_dir) / name
