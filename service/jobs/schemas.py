@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -41,9 +41,12 @@ class JobCreate(JobSpecFields):
     # Not part of the job spec: how the queue orders the job (service.jobs.lifecycle.claim_next).
     priority: JobPriorityName = Field(
         "normal",
-        description="which queued job a worker takes first: high (admins only) before anyone's normal "
-        "jobs, low after them; within one user's jobs, high, normal, low, then oldest first",
+        description="the order of your own queued jobs: high, normal, low, then oldest first; "
+        "high (admins only) also goes before other users' jobs",
     )
+
+    # The request's fields that are not part of the job spec it describes.
+    NOT_SPEC: ClassVar[frozenset[str]] = frozenset({"resume_from", "priority"})
 
 
 class JobError(BaseModel):

@@ -52,7 +52,7 @@ def resolve_device(session: Session, user: User, body: JobCreate) -> tuple[dict,
     """The request as a JobSpec dict (without resume_from), a device given by id copied inline:
     a sweep's base, which its grid edits as a dict; each planned job then goes through
     validate_spec once."""
-    data = body.model_dump(mode="json", exclude={"resume_from", "priority"})
+    data = body.model_dump(mode="json", exclude=set(JobCreate.NOT_SPEC))
     device_spec_id = None
     if isinstance(body.device, DeviceSpecRef):
         record = device_specs.get(session, user, body.device.id)

@@ -299,12 +299,13 @@ def test_examples_expand_to_valid_jobs(name, n_jobs):
 
     from cttv2_engine import validate_spec_semantics
     from service.core.config import Settings
+    from service.jobs.schemas import JobCreate
     from service.sweeps.schemas import SweepCreate
     from tests.support.stack import ROOT
 
     body = SweepCreate.model_validate(yaml.safe_load((ROOT / "examples" / name).read_text()))
     axes = plan.check_axes(body.grid, body.axes)
-    base = body.base.model_dump(mode="json", exclude={"resume_from"})
+    base = body.base.model_dump(mode="json", exclude=set(JobCreate.NOT_SPEC))
     jobs = plan.plan(
         base,
         body.grid,
