@@ -76,6 +76,11 @@ class ValidationError(APIError):
     """422: the request was invalid; `fields` names each bad field and why."""
 
 
+# 429s that a short wait does not cure: the user's own quota (the server's error codes). The
+# transport raises these at once; it retries only rate and overload 429s and 5xx.
+QUOTA_CODES = frozenset({"too_many_active_jobs"})
+
+
 class RateLimited(APIError):
     """429 after the retries; `retry_after` is the server's hint in seconds (or None)."""
 

@@ -4,7 +4,8 @@ that is safe for requests that create things.
 What is retried:
 - any request that never reached the server (connection refused, connect timeout);
 - idempotent requests (GET, DELETE, or a POST carrying an Idempotency-Key) also after a dropped
-  connection, a read timeout, or a 429 / 502 / 503 / 504 answer.
+  connection, a read timeout, or a 429 / 502 / 503 / 504 answer; not a 429 that is the
+  user's quota (errors.QUOTA_CODES, e.g. too many active jobs): waiting does not cure it.
 A POST that creates something is only idempotent with a key: the resources generate one per
 call and reuse it across that call's retries, so the server answers a retry with the job it
 already created instead of a second one.
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from cttv2_client.errors import APIConnectionError, AuthError, error_from_response
+from cttv2_client.errors import QUOTA_CODES, APIConnectionError, AuthError, error_from_response
 
 log = logging.getLogger("cttv2_client")
 
@@ -171,12 +172,13 @@ class Transport:
             if response.status_code < 400 or response.status_code in accept_statuses:
                 return response
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if response.status_code in RETRY_STATUSES and idempotent and not last_try:
+            error = error_from_response(response, retry_after=retry_after)
+            retryable = response.status_code in RETRY_STATUSES and error.code not in QUOTA_CODES
+            if retryable and idempotent and not last_try:
                 wait = self.retry.delay(attempt, retry_after)
                 log.info("%s %s: HTTP %d; retry %d in %.1fs", method, path, response.status_code, attempt, wait)
                 self.sleep(wait)
                 continue
-            error = error_from_response(response, retry_after=retry_after)
             if isinstance(error, AuthError) and error.status_code == 401 and not self.has_token:
                 error.message = f"{error.message} (no token configured: set CTTV2_TOKEN or run `cttv2 login`)"
                 error.args = (error.message,)

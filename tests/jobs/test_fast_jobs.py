@@ -360,3 +360,22 @@ def test_too_many_active_jobs_is_a_429_until_one_ends(api):
         assert len(job_ids(alice)) == 3
     # Another user is not limited by Alice's jobs.
     submit(api.user())
+
+
+def test_the_sdk_raises_a_quota_refusal_at_once(api):
+    """A 429 that is a quota (too many active jobs) does not pass by waiting a few seconds:
+    the SDK raises it with the server's message instead of retrying for minutes."""
+    from cttv2_client import Client
+    from cttv2_client.errors import RateLimited
+
+    alice = api.user()
+    with (
+        api.settings(max_active_jobs_per_user=1),
+        Client("http://testserver", alice.token, http_client=api.client(alice.token)) as client,
+    ):
+        sleeps: list[float] = []
+        client._transport.sleep = sleeps.append  # a retry would sleep first
+        client.jobs.submit(TINY_FP)
+        with pytest.raises(RateLimited, match="at most 1 at a time") as info:
+            client.jobs.submit(TINY_FP)
+        assert info.value.code == "too_many_active_jobs" and sleeps == []
