@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README):
 #   make demo   set everything up and run the main job end to end on the embedded default
 #   make test   set everything up and run the whole test suite (what CI runs)
-.PHONY: demo test test-fast setup services lint format lock bench clean
+.PHONY: demo test test-fast screenshots setup setup-browser services lint format lock bench clean
 
 PY := .venv/bin/python
 LINT_PATHS := service worker cttv2_engine cttv2_cli sdk tests benchmarks scripts examples docker migrations
@@ -9,7 +9,7 @@ LINT_PATHS := service worker cttv2_engine cttv2_cli sdk tests benchmarks scripts
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup services
+test: setup-browser services
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m mypy
@@ -19,8 +19,17 @@ test: setup services
 test-fast: setup services
 	$(PY) -m pytest -q -m fast $(PYTEST_ARGS)
 
+# The dashboard's browser tests (tests/ui, headless chromium), saving each page's full-page
+# screenshot into docs/screenshots (the README shows job.png and sweep-heatmap.png).
+screenshots: setup-browser services
+	CTTV2_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q -m ui tests/ui $(PYTEST_ARGS)
+
 setup:
 	scripts/setup.sh
+
+# setup, plus Debian's chromium for the browser tests (tests/ui) when it is missing.
+setup-browser:
+	scripts/setup.sh --browser
 
 # Record the versions installed in .venv as constraints.txt (what setup.sh installs against).
 lock:

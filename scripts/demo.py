@@ -96,7 +96,17 @@ def embedded_stack(name: str, logs: Path, workers: int = 1) -> Iterator[Client]:
         ).stdout.strip()
         with Client(f"http://127.0.0.1:{port}", token) as client:
             wait_ready(client, procs, logs)
+            console.print(
+                f"[bold]dashboard[/]: http://127.0.0.1:{port}/ui  (sign in with the token {token} ; after the "
+                f"demo, `.venv/bin/cttv2 serve --port {port}` serves it again with the same jobs)"
+            )
             yield client
+            if sys.stdin.isatty() and os.environ.get("CI") != "true":
+                console.print(f"the dashboard stays up at http://127.0.0.1:{port}/ui : press Enter to stop")
+                try:
+                    input()
+                except (EOFError, KeyboardInterrupt):
+                    pass
     except CTTV2Error as exc:
         raise SystemExit(f"{name}: {exc}") from None
     finally:

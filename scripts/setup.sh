@@ -35,3 +35,18 @@ if [ ! -f "$stamp" ]; then
 fi
 .venv/bin/python -c 'import aihwkit, torch, timm, fastapi, celery' \
   || { echo "setup: the environment is broken; delete .venv and run again" >&2; exit 1; }
+
+# The browser tests (tests/ui) drive Debian's chromium through Playwright: nothing downloads a
+# browser at run time (never `playwright install`). Only for the tests (`make test` passes
+# --browser): `make demo` does not need a browser.
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing chromium and chromium-driver (the browser tests, tests/ui)"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y --no-install-recommends chromium chromium-driver \
+      || { as_root apt-get update && as_root apt-get install -y --no-install-recommends chromium chromium-driver; }
+  else
+    echo "setup: no apt-get; install chromium at /usr/bin/chromium yourself for tests/ui" >&2
+  fi
+fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 import service.models  # noqa: F401  (every table known before the first query)
 from service.artifacts.router import router as artifacts_router
@@ -17,6 +18,9 @@ from service.metrics.http import MetricsMiddleware
 from service.metrics.router import router as metrics_router
 from service.presets.router import router as presets_router
 from service.sweeps.router import router as sweeps_router
+from service.ui.render import HERE as UI_DIR
+from service.ui.render import SecurityHeadersMiddleware
+from service.ui.router import router as ui_router
 from service.users.router import me_router
 from service.users.router import router as admin_users_router
 from service.version import version_info
@@ -36,6 +40,7 @@ def create_app() -> FastAPI:
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)  # /ui only: CSP, nosniff, frame-ancestors
     app.add_middleware(BodyLimitMiddleware)  # inside the request id: a 413 is logged with it
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware)  # outermost: a request's whole time, by route template
@@ -55,6 +60,8 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(v1)
+    app.include_router(ui_router)  # the dashboard (service/ui), signed in by a session cookie
+    app.mount("/ui/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static")
     return app
 
 

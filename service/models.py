@@ -5,6 +5,7 @@ from service.core.db import Base
 from service.device_specs.models import DeviceSpecRecord
 from service.jobs.models import Job, JobEvent, JobLogLine, JobMetric
 from service.sweeps.models import Sweep
+from service.ui.models import UiSession
 from service.users.models import ApiToken, User
 from service.weights.models import WeightsFile
 
@@ -18,6 +19,7 @@ __all__ = [
     "JobLogLine",
     "JobMetric",
     "Sweep",
+    "UiSession",
     "User",
     "WeightsFile",
 ]

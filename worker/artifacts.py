@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -67,6 +68,31 @@ def upsert(session: Session, job_id: int, info: ArtifactInfo) -> None:
 
 def final_outputs(workdir: Path) -> list[tuple[Path, str]]:
     return [(workdir / name, kind) for name, kind in FINAL_OUTPUTS if (workdir / name).is_file()]
+
+
+# Which checkpoints a succeeded job keeps, by the keep_checkpoints setting.
+KEPT_CHECKPOINTS = {
+    "best_and_latest": ("checkpoints/best.pt", "checkpoints/latest.pt"),
+    "best": ("checkpoints/best.pt",),
+    "latest": ("checkpoints/latest.pt",),
+    "none": (),
+}
+
+
+def prune_checkpoints(session: Session, workdir: Path, job_id: int, keep: str) -> list[str]:
+    """Delete a succeeded job's checkpoints that `keep` does not keep: their rows (in the
+    caller's transaction), then, once it commits, their files (`unlink_pruned`). A crash in
+    between leaves files without a row, which the orphan sweep removes. Returns the names."""
+    kept = KEPT_CHECKPOINTS[keep]
+    names = [n for n, kind in FINAL_OUTPUTS if kind == "checkpoint" and n not in kept and (workdir / n).exists()]
+    if names:
+        session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.name.in_(names)))
+    return names
+
+
+def unlink_pruned(workdir: Path, names: list[str]) -> None:
+    for name in names:
+        (workdir / name).unlink(missing_ok=True)
 
 
 def check_writable(workdir: Path) -> None:

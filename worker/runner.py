@@ -18,6 +18,7 @@ from service.core.db import utcnow
 from service.core.log_context import job_id_var, request_id_var
 from service.jobs import lifecycle
 from service.jobs.models import Job, JobStatus
+from service.users import storage
 from worker import artifacts, plots
 from worker.db import RETRYABLE, with_retry
 from worker.lease import Lease, LeaseLost, claim_next_job, finish, requeue
@@ -101,6 +102,11 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
 
     job = with_retry(lambda s: s.get(Job, lease.job_id), what="load job")
     reporter.on_log(f"attempt {lease.attempt} on worker {lease.worker_id}")
+    # The user's storage quota (CTTV2_MAX_STORAGE_MB_PER_USER), used up since the job was
+    # submitted: it fails now, before training writes any file.
+    use = with_retry(lambda s: storage.usage(s, settings, job.user_id), what="read storage usage")
+    if use.full:
+        return _fail(lease, reporter, storage.CODE, use.job_message())
     workdir = job_dir(settings.artifact_dir, job.id)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +149,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         ok = finish(lease, JobStatus.SUCCEEDED, result=result_payload(result, job))
         if ok:
             plots.after_finish(settings, job.id, drew_baseline)
+            _prune_checkpoints(settings, job.id, workdir)
         return JobStatus.SUCCEEDED if ok else "lease_lost"
     reason = reporter.stop_reason or "shutdown"
     if reason == "cancelled":
@@ -169,6 +176,21 @@ def result_payload(result, job: Job) -> dict[str, Any]:
         "environment": env,
         "history": result.history,
     }
+
+
+def _prune_checkpoints(settings: Settings, job_id: int, workdir: Path) -> None:
+    """The retention setting (keep_checkpoints) on a succeeded job; a failure only logs (the
+    job has succeeded; `cttv2 admin purge` and the orphan sweep clean up later)."""
+    if settings.keep_checkpoints == "best_and_latest":
+        return
+    try:
+        pruned = with_retry(
+            lambda s: artifacts.prune_checkpoints(s, workdir, job_id, settings.keep_checkpoints),
+            what="prune checkpoints",
+        )
+        artifacts.unlink_pruned(workdir, pruned)
+    except Exception as exc:  # noqa: BLE001 - never worth more than a log line
+        log.warning("job %s: could not prune checkpoints: %s", job_id, exc)
 
 
 def _draw_curves(settings: Settings, job_id: int) -> bool:

@@ -6,6 +6,7 @@ with Client() as client:
     print(job.result.test_accuracy)
 """
 
+from cttv2_client.async_client import AsyncClient
 from cttv2_client.client import Client, __version__, wait_until_ready
 from cttv2_client.errors import (
     APIConnectionError,
@@ -28,16 +29,21 @@ from cttv2_client.errors import (
 )
 from cttv2_client.models import (
     Artifact,
+    BaselineStats,
     DeviceSpecRecord,
     Event,
     Job,
     JobResult,
+    JobStatus,
     LogChunk,
     MetricPoint,
     Metrics,
+    NotApplicable,
     Progress,
+    ReportRow,
     Sweep,
     SweepReport,
+    SweepStatus,
     Weights,
 )
 from cttv2_client.transport import RetryPolicy
@@ -46,7 +52,9 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "Artifact",
+    "AsyncClient",
     "AuthError",
+    "BaselineStats",
     "CTTV2Error",
     "ChecksumMismatch",
     "Client",
@@ -60,17 +68,21 @@ __all__ = [
     "JobError",
     "JobFailed",
     "JobResult",
+    "JobStatus",
     "LogChunk",
     "MetricPoint",
     "Metrics",
+    "NotApplicable",
     "NotFound",
     "Progress",
     "RateLimited",
+    "ReportRow",
     "RetryPolicy",
     "ServerError",
     "SpecFileError",
     "Sweep",
     "SweepReport",
+    "SweepStatus",
     "ValidationError",
     "WaitTimeout",
     "Weights",

@@ -12,6 +12,7 @@ import httpx
 
 from cttv2_client import config
 from cttv2_client.artifacts import Artifacts
+from cttv2_client.calls import Call, Pager
 from cttv2_client.device_specs import DeviceSpecs
 from cttv2_client.jobs import Jobs
 from cttv2_client.models import APIModel
@@ -20,6 +21,7 @@ from cttv2_client.transport import DEFAULT_TIMEOUT, RetryPolicy, Transport
 from cttv2_client.weights import WeightsFiles
 
 M = TypeVar("M", bound=APIModel)
+T = TypeVar("T")
 
 __version__ = "0.1.0"
 
@@ -45,11 +47,8 @@ class Client:
         max_attempts: int | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        settings = config.resolve(base_url, token)
+        settings, retry = resolve_settings(base_url, token, retry, max_attempts)
         self.base_url: str = settings.url  # type: ignore[assignment]
-        retry = retry or RetryPolicy()
-        if max_attempts is not None:
-            retry.max_attempts = max(1, max_attempts)
         self._transport = Transport(
             self.base_url,
             settings.token,
@@ -79,19 +78,21 @@ class Client:
     def stream(self, method: str, path: str, **kwargs: Any) -> AbstractContextManager[httpx.Response]:
         return self._transport.stream(method, path, **kwargs)
 
+    def call(self, call: Call[T]) -> T:
+        """Run one API call (see cttv2_client.calls) and parse its answer."""
+        return call.parse(self.request(call.method, call.path, idempotent=call.idempotent, **call.kwargs))
+
+    def pages(self, pager: Pager[M]) -> Iterator[M]:
+        """Items of a paged list endpoint, following next_cursor lazily."""
+        while True:
+            items, more = self.call(pager.call())
+            yield from items
+            if not more:
+                return
+
     def paginate(self, path: str, model: type[M], params: dict[str, Any], page_size: int | None) -> Iterator[M]:
         """Items of a paged list endpoint, following next_cursor lazily."""
-        params = dict(params)
-        if page_size:
-            params["limit"] = page_size
-        while True:
-            page = self.request("GET", path, params=params).json()
-            for item in page.get("items", []):
-                yield model.model_validate(item)
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
-            params["cursor"] = cursor
+        return self.pages(Pager(path, model, params, page_size))
 
     # -- server-wide calls -----------------------------------------------------------------
     def presets(self) -> dict[str, Any]:
@@ -121,6 +122,17 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
+
+
+def resolve_settings(
+    base_url: str | None, token: str | None, retry: RetryPolicy | None, max_attempts: int | None
+) -> tuple[config.Settings, RetryPolicy]:
+    """The server, token and retry policy a Client or AsyncClient uses."""
+    settings = config.resolve(base_url, token)
+    retry = retry or RetryPolicy()
+    if max_attempts is not None:
+        retry.max_attempts = max(1, max_attempts)
+    return settings, retry
 
 
 def wait_until_ready(client: Client, timeout: float = 60.0) -> None:

@@ -76,9 +76,11 @@ class ValidationError(APIError):
     """422: the request was invalid; `fields` names each bad field and why."""
 
 
-# 429s that a short wait does not cure: the user's own quota (the server's error codes). The
-# transport raises these at once; it retries only rate and overload 429s and 5xx.
-QUOTA_CODES = frozenset({"too_many_active_jobs"})
+# Errors that a short wait does not cure: the user's own quotas (the server's error codes):
+# too many active jobs (a 429) and a used-up storage quota (a 507, which is not retried in any
+# case; listed so that it stays so). The transport raises these at once; it retries only rate
+# and overload 429s and 502/503/504.
+QUOTA_CODES = frozenset({"too_many_active_jobs", "storage_quota_exceeded"})
 
 
 class RateLimited(APIError):

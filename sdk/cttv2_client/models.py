@@ -6,11 +6,92 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-TERMINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
+
+class _StatusEnum(str, Enum):
+    """A status name that is also the plain string the server sends: it compares, hashes,
+    prints and formats as its value (`job.status == "succeeded"`, f"{job.status}",
+    {"succeeded": ...}[job.status] all work as with a str)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return str(self.value).__format__(spec)
+
+
+class JobStatus(_StatusEnum):
+    """A job's status: queued -> running -> succeeded | failed | cancelled (a running job whose
+    worker was lost goes back to queued and resumes from its checkpoint)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the statuses a job ends in."""
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class SweepStatus(_StatusEnum):
+    """A sweep's status, derived by the server from its jobs': queued (none started), running,
+    then once every job is done: succeeded (all), partial (some succeeded), failed or cancelled
+    (none succeeded). The job statuses plus `partial`."""
+
+    QUEUED = JobStatus.QUEUED.value
+    RUNNING = JobStatus.RUNNING.value
+    SUCCEEDED = JobStatus.SUCCEEDED.value
+    PARTIAL = "partial"
+    FAILED = JobStatus.FAILED.value
+    CANCELLED = JobStatus.CANCELLED.value
+
+    @property
+    def terminal(self) -> bool:
+        """True once no job of the sweep is queued or running."""
+        return self not in (SweepStatus.QUEUED, SweepStatus.RUNNING)
+
+
+# Derived from the enums: the statuses are named once, above.
+TERMINAL_JOB_STATUSES = tuple(s for s in JobStatus if s.terminal)
+ACTIVE_JOB_STATUSES = tuple(s for s in JobStatus if not s.terminal)
+TERMINAL_SWEEP_STATUSES = tuple(s for s in SweepStatus if s.terminal)
+ACTIVE_SWEEP_STATUSES = tuple(s for s in SweepStatus if not s.terminal)
+
+S = TypeVar("S", bound=_StatusEnum)
+
+
+def parse_status(enum: type[S], value: Any) -> S | str:
+    """The enum member for a known status name; any other string is kept as it is, so a status
+    added by a newer server does not break parsing (it is then a plain str, not a member)."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        if isinstance(value, str):
+            return value
+        raise
+
+
+def _job_status(value: Any) -> JobStatus | str:
+    return parse_status(JobStatus, value)
+
+
+def _sweep_status(value: Any) -> SweepStatus | str:
+    return parse_status(SweepStatus, value)
+
+
+# A JobStatus member, or the raw string of a status this client does not know (a newer server's).
+JobStatusValue = Annotated[JobStatus | str, BeforeValidator(_job_status)]
+# A SweepStatus member, or the raw string of a status this client does not know.
+SweepStatusValue = Annotated[SweepStatus | str, BeforeValidator(_sweep_status)]
 
 
 class APIModel(BaseModel):
@@ -50,9 +131,13 @@ class JobResult(APIModel):
 
 
 class Job(APIModel):
+    """A training job. `status` is a JobStatus (a str enum: compare it with JobStatus.SUCCEEDED
+    or "succeeded" alike); a status this client does not know, from a newer server, is kept
+    as the plain string the server sent instead of failing to parse."""
+
     id: int
     name: str | None = None
-    status: str
+    status: JobStatusValue
     algorithm: str | None = None
     spec: dict[str, Any] = {}
     device_spec_id: int | None = None
@@ -60,6 +145,8 @@ class Job(APIModel):
     sweep_point: dict[str, Any] | None = None
     is_baseline: bool = False
     priority: str = "normal"  # low | normal | high (high: admins only)
+    tags: list[str] = []
+    notes: str | None = None
     resume_from: dict[str, Any] | None = None
     rerun_of: int | None = None
     attempt: int = 0
@@ -178,9 +265,12 @@ class SweepCounts(APIModel):
 
 
 class Sweep(APIModel):
+    """A sweep. `status` is a SweepStatus (a str enum, like Job.status); a status this client
+    does not know, from a newer server, is kept as the plain string the server sent."""
+
     id: int
     name: str | None = None
-    status: str
+    status: SweepStatusValue
     counts: SweepCounts = SweepCounts()
     total_jobs: int = 0
     request: dict[str, Any] = {}
@@ -189,45 +279,90 @@ class Sweep(APIModel):
     @property
     def done(self) -> bool:
         """True once no job of the sweep is queued or running."""
-        return self.status not in ("queued", "running")
+        return self.status not in ACTIVE_SWEEP_STATUSES
 
 
 class BaselineStats(APIModel):
-    mean_test_error: float | None = None
-    std_test_error: float | None = None
-    n_finished: int = 0
+    """The digital baseline's final test error over its seeds."""
+
+    point: dict[str, Any] = {}  # values of the swept axes that apply to the baseline
+    mean_test_error: float | None = None  # over the finished seeds; None before the first
+    std_test_error: float | None = None  # sample std (ddof 1); None below 2 finished seeds
+    n_finished: int = 0  # seeds that succeeded
+    n_pending: int = 0  # seeds still queued or running
     n_seeds: int = 0
     training: dict[str, Any] | None = None  # {"lr", "epochs"} the baseline trained with
 
 
 class ReportRow(APIModel):
-    point: dict[str, Any] = {}
-    mean_test_error: float | None = None
-    std_test_error: float | None = None
-    delta_vs_baseline: float | None = None
-    n_finished: int = 0
+    """One grid point: its final test error over the seeds, against its baseline's."""
+
+    point: dict[str, Any] = {}  # axis path -> value
+    mean_test_error: float | None = None  # over the finished seeds; None before the first
+    std_test_error: float | None = None  # sample std (ddof 1); None below 2 finished seeds
+    delta_vs_baseline: float | None = None  # mean_test_error - baseline_mean_test_error
+    baseline_mean_test_error: float | None = None  # the mean of this point's baseline
+    n_finished: int = 0  # seeds that succeeded
+    n_pending: int = 0  # seeds still queued or running
     n_seeds: int = 0
     knobs: list[str] | None = None  # one_at_a_time: the knobs whose curve holds this point
 
 
+class NotApplicable(APIModel):
+    """An (algorithm, knob) pair the sweep planned around: the knob does not apply to the
+    algorithm (e.g. device.transfer_noise with sgd), so those points have no row."""
+
+    algorithm: str
+    knob: str
+    reason: str = ""
+
+
+# The statistics columns of a report row, in the server's CSV order.
+REPORT_STAT_COLUMNS = (
+    "mean_test_error",
+    "std_test_error",
+    "delta_vs_baseline",
+    "baseline_mean_test_error",
+    "n_finished",
+    "n_pending",
+    "n_seeds",
+)
+
+
 class SweepReport(APIModel):
+    """Mean final test error per grid point against the digital baseline (every field the
+    server's GET /v1/sweeps/{id}/report sends)."""
+
     sweep_id: int
-    complete: bool = False
+    name: str | None = None
+    complete: bool = False  # False while any job is queued or running
+    pending: int = 0  # jobs still queued or running
+    total_jobs: int = 0
     axes: list[str] = []
     mode: str = "grid"  # or "one_at_a_time"
     knobs: list[str] = []  # the axes other than algorithm
     reference: dict[str, Any] | None = None  # one_at_a_time: each knob's reference (first) value
-    baseline: BaselineStats | None = None
+    not_applicable: list[NotApplicable] = []  # (algorithm, knob) pairs planned around
+    baseline: BaselineStats | None = None  # the one baseline, when no swept axis changes the task
+    baselines: list[BaselineStats] = []  # one per value of the axes that apply to the baseline
     rows: list[ReportRow] = []
 
     def to_pandas(self) -> Any:  # a pandas.DataFrame; pandas is optional
-        """One row per grid point: a column per axis, then the statistics (needs pandas)."""
+        """One row per grid point, as the server's CSV: a column per axis, then the statistics
+        (REPORT_STAT_COLUMNS), then in one_at_a_time mode `knobs` (a list). Needs pandas."""
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover
             raise ImportError("to_pandas needs pandas: pip install 'cttv2-client[pandas]'") from None
-        stats = ("mean_test_error", "std_test_error", "delta_vs_baseline", "n_finished", "n_seeds")
+        extra = ["knobs"] if self.mode == "one_at_a_time" else []
+        columns = [*self.axes, *REPORT_STAT_COLUMNS, *extra]
         return pd.DataFrame(
-            [{**{a: r.point.get(a) for a in self.axes}, **{s: getattr(r, s) for s in stats}} for r in self.rows],
-            columns=[*self.axes, *stats],
+            [
+                {
+                    **{a: r.point.get(a) for a in self.axes},
+                    **{c: getattr(r, c) for c in (*REPORT_STAT_COLUMNS, *extra)},
+                }
+                for r in self.rows
+            ],
+            columns=columns,
         )

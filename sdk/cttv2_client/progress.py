@@ -49,7 +49,7 @@ def describe(item: Job | Sweep) -> tuple[str, float | None, float | None]:
             text += f", {c.failed} failed"
         return text, float(finished), float(item.total_jobs or 0) or None
     p = item.progress
-    text = item.status
+    text = str(item.status)
     if p is not None and p.epoch is not None:
         text += f"  epoch {p.epoch}/{p.epochs}"
         if p.images_per_s:

@@ -1,5 +1,6 @@
 """HTTP with retries: one pooled httpx client, bearer auth, explicit timeouts, and a retry loop
-that is safe for requests that create things.
+that is safe for requests that create things. Transport (httpx.Client, for Client) and
+AsyncTransport (httpx.AsyncClient, for AsyncClient) run the same RetryLoop: one set of rules.
 
 What is retried:
 - any request that never reached the server (connection refused, connect timeout);
@@ -17,12 +18,13 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
 import httpx
 
 from cttv2_client.errors import QUOTA_CODES, APIConnectionError, AuthError, error_from_response
@@ -71,7 +73,99 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-class Transport:
+class RetryLoop:
+    """The retry decisions of one call, without I/O: the sync and the async transport run the
+    same loop around it (send; on an error or a response ask what to do; sleep; again)."""
+
+    def __init__(self, transport: BaseTransport, method: str, path: str, idempotent: bool) -> None:
+        self.transport = transport
+        self.method = method
+        self.path = path
+        self.idempotent = idempotent
+        self.attempt = 0
+
+    def start_attempt(self) -> None:
+        self.attempt += 1
+
+    @property
+    def last_try(self) -> bool:
+        return self.attempt >= self.transport.retry.max_attempts
+
+    def after_transport_error(self, exc: httpx.TransportError) -> float:
+        """Seconds to wait before the next try, or raise APIConnectionError (giving up)."""
+        if self.last_try or not (self.idempotent or isinstance(exc, NOT_SENT_ERRORS)):
+            what = "cannot reach" if isinstance(exc, NOT_SENT_ERRORS) else "lost the connection to"
+            raise APIConnectionError(
+                f"{what} {self.transport.base_url} ({type(exc).__name__}: {str(exc) or 'no detail'})"
+            ) from exc
+        wait = self.transport.retry.delay(self.attempt)
+        log.info("%s %s: %s; retry %d in %.1fs", self.method, self.path, type(exc).__name__, self.attempt, wait)
+        return wait
+
+    def after_error_response(self, response: httpx.Response) -> float:
+        """For an error status (its body read): seconds to wait before the next try, or raise
+        the APIError it stands for."""
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        error = error_from_response(response, retry_after=retry_after)
+        retryable = response.status_code in RETRY_STATUSES and error.code not in QUOTA_CODES
+        if retryable and self.idempotent and not self.last_try:
+            wait = self.transport.retry.delay(self.attempt, retry_after)
+            log.info(
+                "%s %s: HTTP %d; retry %d in %.1fs", self.method, self.path, response.status_code, self.attempt, wait
+            )
+            return wait
+        if isinstance(error, AuthError) and error.status_code == 401 and not self.transport.has_token:
+            error.message = f"{error.message} (no token configured: set CTTV2_TOKEN or run `cttv2 login`)"
+            error.args = (error.message,)
+        raise error
+
+
+class BaseTransport:
+    """What the sync and async transports share: settings, headers, idempotency and the retry
+    decisions (RetryLoop)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        retry: RetryPolicy | None = None,
+        user_agent: str = "cttv2-client",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.has_token = bool(token)
+        self.retry = retry or RetryPolicy()
+        self.headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    @staticmethod
+    def client_options(timeout: float | httpx.Timeout) -> dict[str, Any]:
+        """Keyword arguments of the httpx.Client / AsyncClient a transport makes for itself."""
+        return {
+            "timeout": timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            "limits": httpx.Limits(max_connections=10, max_keepalive_connections=5),
+        }
+
+    def loop(self, method: str, path: str, idempotent: bool | None, kwargs: dict[str, Any]) -> RetryLoop:
+        return RetryLoop(self, method, path, self._idempotent(method, idempotent, kwargs))
+
+    @staticmethod
+    def _idempotent(method: str, given: bool | None, kwargs: dict[str, Any]) -> bool:
+        if given is not None:
+            return given
+        headers = kwargs.get("headers") or {}
+        return method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+
+    @staticmethod
+    def done(response: httpx.Response, accept_statuses: tuple[int, ...]) -> bool:
+        """Whether a response (its body read if an error) ends the call successfully."""
+        return response.status_code < 400 or response.status_code in accept_statuses
+
+
+class Transport(BaseTransport):
     def __init__(
         self,
         base_url: str,
@@ -82,22 +176,11 @@ class Transport:
         user_agent: str = "cttv2-client",
         http_client: httpx.Client | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.has_token = bool(token)
-        self.retry = retry or RetryPolicy()
+        super().__init__(base_url, token, retry=retry, user_agent=user_agent)
         self.sleep = time.sleep
-        headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         self._owns_client = http_client is None
-        self.http = http_client or httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout
-            if isinstance(timeout, httpx.Timeout)
-            else httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-        )
-        self.http.headers.update(headers)
+        self.http = http_client or httpx.Client(base_url=self.base_url, **self.client_options(timeout))
+        self.http.headers.update(self.headers)
 
     def close(self) -> None:
         if self._owns_client:
@@ -107,10 +190,7 @@ class Transport:
     def request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
         """Send a request, retrying as the module doc says; raise an APIError for a 4xx/5xx."""
         method = method.upper()
-        response = self._send_with_retries(
-            method, path, self._idempotent(method, idempotent, kwargs), (), kwargs, read_body=True
-        )
-        return response
+        return self._send_with_retries(self.loop(method, path, idempotent, kwargs), (), kwargs, read_body=True)
 
     @contextmanager
     def stream(
@@ -124,35 +204,19 @@ class Transport:
     ) -> Iterator[httpx.Response]:
         """Like request, but the body is not read: the caller iterates it inside the `with`."""
         method = method.upper()
-        idempotent = self._idempotent(method, idempotent, kwargs)
-        response = self._send_with_retries(method, path, idempotent, accept_statuses, kwargs)
+        response = self._send_with_retries(self.loop(method, path, idempotent, kwargs), accept_statuses, kwargs)
         try:
             yield response
         finally:
             response.close()
 
-    @staticmethod
-    def _idempotent(method: str, given: bool | None, kwargs: dict[str, Any]) -> bool:
-        if given is not None:
-            return given
-        headers = kwargs.get("headers") or {}
-        return method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
-
     def _send_with_retries(
-        self,
-        method: str,
-        path: str,
-        idempotent: bool,
-        accept_statuses: tuple[int, ...],
-        kwargs: dict[str, Any],
-        read_body: bool = False,
+        self, loop: RetryLoop, accept_statuses: tuple[int, ...], kwargs: dict[str, Any], read_body: bool = False
     ) -> httpx.Response:
-        attempt = 0
         while True:
-            attempt += 1
-            last_try = attempt >= self.retry.max_attempts
+            loop.start_attempt()
             try:
-                request = self.http.build_request(method, path, **kwargs)
+                request = self.http.build_request(loop.method, loop.path, **kwargs)
                 response = self.http.send(request, stream=True)
                 if read_body or response.status_code >= 400:
                     try:
@@ -160,26 +224,75 @@ class Transport:
                     finally:
                         response.close()
             except httpx.TransportError as exc:
-                if last_try or not (idempotent or isinstance(exc, NOT_SENT_ERRORS)):
-                    what = "cannot reach" if isinstance(exc, NOT_SENT_ERRORS) else "lost the connection to"
-                    raise APIConnectionError(
-                        f"{what} {self.base_url} ({type(exc).__name__}: {str(exc) or 'no detail'})"
-                    ) from exc
-                wait = self.retry.delay(attempt)
-                log.info("%s %s: %s; retry %d in %.1fs", method, path, type(exc).__name__, attempt, wait)
-                self.sleep(wait)
+                self.sleep(loop.after_transport_error(exc))
                 continue
-            if response.status_code < 400 or response.status_code in accept_statuses:
+            if self.done(response, accept_statuses):
                 return response
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            error = error_from_response(response, retry_after=retry_after)
-            retryable = response.status_code in RETRY_STATUSES and error.code not in QUOTA_CODES
-            if retryable and idempotent and not last_try:
-                wait = self.retry.delay(attempt, retry_after)
-                log.info("%s %s: HTTP %d; retry %d in %.1fs", method, path, response.status_code, attempt, wait)
-                self.sleep(wait)
+            self.sleep(loop.after_error_response(response))
+
+
+class AsyncTransport(BaseTransport):
+    """Transport's twin on httpx.AsyncClient: the same retries (RetryLoop), awaiting instead of
+    blocking; sleeps with anyio (asyncio or trio, as httpx)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        user_agent: str = "cttv2-client",
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(base_url, token, retry=retry, user_agent=user_agent)
+        self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        self._owns_client = http_client is None
+        self.http = http_client or httpx.AsyncClient(base_url=self.base_url, **self.client_options(timeout))
+        self.http.headers.update(self.headers)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.http.aclose()
+
+    async def request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        method = method.upper()
+        return await self._send_with_retries(self.loop(method, path, idempotent, kwargs), (), kwargs, read_body=True)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool | None = None,
+        accept_statuses: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> AsyncIterator[httpx.Response]:
+        method = method.upper()
+        loop = self.loop(method, path, idempotent, kwargs)
+        response = await self._send_with_retries(loop, accept_statuses, kwargs)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _send_with_retries(
+        self, loop: RetryLoop, accept_statuses: tuple[int, ...], kwargs: dict[str, Any], read_body: bool = False
+    ) -> httpx.Response:
+        while True:
+            loop.start_attempt()
+            try:
+                request = self.http.build_request(loop.method, loop.path, **kwargs)
+                response = await self.http.send(request, stream=True)
+                if read_body or response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+            except httpx.TransportError as exc:
+                await self.sleep(loop.after_transport_error(exc))
                 continue
-            if isinstance(error, AuthError) and error.status_code == 401 and not self.has_token:
-                error.message = f"{error.message} (no token configured: set CTTV2_TOKEN or run `cttv2 login`)"
-                error.args = (error.message,)
-            raise error
+            if self.done(response, accept_statuses):
+                return response
+            await self.sleep(loop.after_error_response(response))

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # Running at once per user: a worker skips a user's queued jobs while they have this many
     # running (service.jobs.lifecycle.claim_next); the rest wait queued.
     max_running_jobs_per_user: int = Field(4, ge=1, le=100_000, description="running at once; beyond: they wait")
+    # Disk per user: the files of their jobs (artifacts) + their uploaded weights, in MB (MiB).
+    # An upload that would pass it is a 507; so is a job while it is used up, at submit, and a
+    # job a worker starts then fails before training (service.users.storage).
+    max_storage_mb_per_user: int = Field(100_000, ge=1, description="artifacts + uploaded weights; beyond: 507")
+    # Retention: a run keeps checkpoints/latest.pt and best.pt (never one per epoch). Once a job
+    # has succeeded, a worker deletes the ones not kept here (worker.artifacts.prune_checkpoints).
+    # latest.pt is what `resume_from` continues and best.pt the best epoch's state.
+    keep_checkpoints: Literal["best_and_latest", "best", "latest", "none"] = "best_and_latest"
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from functools import lru_cache
 
 from sqlalchemy import JSON, CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -78,14 +80,42 @@ def make_engine(settings: Settings) -> Engine:
 
         return engine
     # Fail fast rather than hang when PostgreSQL is down (the API answers 503 instead).
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    # Liveness of a pooled connection without a round trip (pool_pre_ping's SELECT 1 cost one
+    # per checkout): an idle connection has nothing to read, so a readable socket means the
+    # server closed it or said goodbye (restart, terminated backend, reset). The pool then
+    # drops it and checks out another (SQLAlchemy retries a checkout that raises
+    # DisconnectionError), and the first dead one found invalidates the rest of the pool
+    # (they predate the same restart). A connection that dies without a word (a silent
+    # network drop) fails its first query: that request is a 503 and the pool is invalidated.
+    event.listen(engine, "checkout", _check_alive)
+    return engine
+
+
+def _socket_says_closed(dbapi_conn) -> bool:
+    """Whether a pooled psycopg connection is closed or has data waiting (for an idle
+    connection: the server's goodbye or EOF). One poll() syscall, no round trip."""
+    if getattr(dbapi_conn, "closed", False) or getattr(dbapi_conn, "broken", False):
+        return True
+    try:
+        fd = dbapi_conn.pgconn.socket
+    except Exception:  # noqa: BLE001 - no socket: the connection is gone
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _check_alive(dbapi_conn, record, proxy) -> None:
+    if _socket_says_closed(dbapi_conn):
+        # The pool reconnects this one at once and every older one on its next checkout.
+        raise InvalidatePoolError("pooled connection closed by the server")
 
 
 @lru_cache
@@ -96,6 +126,17 @@ def get_engine() -> Engine:
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+@lru_cache
+def get_read_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for requests that only read (GET under /v1): on PostgreSQL in autocommit, so a
+    request's statements go without the BEGIN and ROLLBACK round trips around them (under READ
+    COMMITTED each statement of a transaction had its own snapshot anyway: the same reads)."""
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        return get_sessionmaker()
+    return sessionmaker(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
 @contextmanager

@@ -1,41 +1,69 @@
-"""Dependencies the routers share: a database session and the authenticated user."""
+"""Dependencies the routers share: a database session and the authenticated user.
+
+A sync dependency costs a worker-thread hop per request (FastAPI runs it in the threadpool),
+so what needs no I/O runs on the event loop: the settings, opening the session (a Session
+takes its connection on first use). Authenticating is one hop; closing the session is one
+more only when it still holds a transaction (a route that closed it itself saves it). A GET
+under /v1 reads in autocommit on PostgreSQL (core.db.get_read_sessionmaker): no BEGIN and
+ROLLBACK round trips."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.core.config import Settings, get_settings
-from service.core.db import get_sessionmaker
+from service.core.db import get_read_sessionmaker, get_sessionmaker
 from service.users.models import User
 
+T = TypeVar("T")
 
-def get_session() -> Iterator[Session]:
-    session = get_sessionmaker()()
+
+def close_session(session: Session) -> None:
+    try:
+        session.close()
+    except SQLAlchemyError as exc:
+        # The connection died after the response was built (the database went away):
+        # the pool discards it; the next request gets a fresh one or a 503.
+        logging.getLogger("cttv2.api").warning("session close failed: %s", str(exc).splitlines()[0])
+
+
+def _reads_only(request: Request) -> bool:
+    """GET and HEAD under /v1 never write (none of those routes commits)."""
+    return request.method in ("GET", "HEAD") and request.scope["path"].startswith("/v1/")
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    session = (get_read_sessionmaker if _reads_only(request) else get_sessionmaker)()()
     try:
         yield session
     finally:
-        try:
-            session.close()
-        except SQLAlchemyError as exc:
-            # The connection died after the response was built (the database went away):
-            # the pool discards it; the next request gets a fresh one or a 503.
-            logging.getLogger("cttv2.api").warning("session close failed: %s", str(exc).splitlines()[0])
+        if session.get_transaction() is None:
+            session.close()  # nothing begun (or already closed): no I/O
+        else:
+            with anyio.CancelScope(shield=True):  # a client that went away still gives it back
+                await anyio.to_thread.run_sync(close_session, session)
+
+
+async def settings_dependency() -> Settings:
+    return get_settings()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `cttv2 admin create-user`")
 
 
-def get_current_user(
+async def get_current_user(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -43,12 +71,27 @@ def get_current_user(
 ) -> User:
     from service.users.service import authenticate
 
-    user = authenticate(session, settings, credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    user = await run_in_threadpool(authenticate, session, settings, token)
     request.state.user_id = user.id
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def in_thread(session: Session, fn: Callable[[], T]) -> T:
+    """Run a route's database work, `fn`, in one worker-thread hop and close the session in
+    the same hop (an async route then validates and serializes its answer on the event loop,
+    with no hop of its own)."""
+
+    def call() -> T:
+        try:
+            return fn()
+        finally:
+            close_session(session)
+
+    return await run_in_threadpool(call)
 
 
 # Ids are 32-bit on every backend: a larger number is a 422, not a database error.

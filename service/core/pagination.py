@@ -33,6 +33,15 @@ class PageParams:
         self.after_id = decode_cursor(cursor) if cursor else None
 
 
+async def page_params(
+    limit: int | None = Query(None, ge=1, le=10_000, description="items per page"),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
+) -> PageParams:
+    """PageParams as an async dependency: the same query parameters, with no worker-thread
+    hop (FastAPI runs a class dependency's __init__ in its threadpool)."""
+    return PageParams(limit, cursor)
+
+
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
 

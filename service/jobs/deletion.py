@@ -1,5 +1,5 @@
 """Deleting finished jobs: their rows (the job, and by ON DELETE CASCADE its events, metrics,
-log lines and artifact rows) and their files (ARTIFACT_DIR/jobs/<id>/). Used by
+log lines, tags (job_tags) and artifact rows) and their files (ARTIFACT_DIR/jobs/<id>/). Used by
 DELETE /v1/jobs/{id}, DELETE /v1/sweeps/{id} and `cttv2 admin purge`.
 
 Rows and files go together without a shared transaction:

@@ -1,6 +1,7 @@
-"""Limits from settings on what one user may ask for: a job spec's size, and how many jobs
-may wait or run at once. A job spec over a limit is a 422 naming the field (code
-limit_exceeded); too many active jobs is a 429 with Retry-After."""
+"""Limits from settings on what one user may ask for: a job spec's size, how many jobs
+may wait or run at once, and their disk. A job spec over a limit is a 422 naming the field
+(code limit_exceeded); too many active jobs is a 429 with Retry-After; a used-up storage quota
+a 507 (storage_quota_exceeded, service.users.storage)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.core.config import Settings, get_settings
 from service.core.db import dialect_name
 from service.core.errors import APIError, RateLimited, field_error
 from service.jobs.models import ACTIVE_STATUSES, Job
+from service.users import storage
 from service.users.models import User
 
 # Training images per class when train_per_class is not given (the full training split).
@@ -66,8 +68,10 @@ def train_samples(spec: JobSpec) -> int | None:
 
 def check_active_jobs(session: Session, user: User, adding: int = 1, settings: Settings | None = None) -> None:
     """Raise RateLimited (429, Retry-After) when `adding` more jobs would take the user past
-    max_active_jobs_per_user queued + running jobs. On PostgreSQL the user's row is locked
-    for the rest of the transaction, so concurrent submissions of one user count in turn."""
+    max_active_jobs_per_user queued + running jobs, and StorageQuotaExceeded (507) while the
+    user's storage quota is used up (new jobs would only add files; every submission, rerun
+    and sweep comes through here). On PostgreSQL the user's row is locked for the rest of the
+    transaction, so concurrent submissions of one user count in turn."""
     settings = settings or get_settings()
     if dialect_name(session) == "postgresql":
         session.execute(select(User.id).where(User.id == user.id).with_for_update())
@@ -84,3 +88,4 @@ def check_active_jobs(session: Session, user: User, adding: int = 1, settings: S
             code="too_many_active_jobs",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+    storage.check_job(session, settings, user.id)

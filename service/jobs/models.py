@@ -15,7 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.core.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -65,7 +65,13 @@ class Job(Base):
         # claim_next: a user's next queued job of one priority, and their running count.
         Index(None, "user_id", "status", "priority", "id"),
         Index(None, "status", "heartbeat_at"),
-        Index(None, "sweep_id"),
+        # A sweep's jobs newest first (GET /v1/jobs?sweep=, a sweep's job list), and the
+        # sweep_id foreign key's ON DELETE SET NULL.
+        Index(None, "sweep_id", "id"),
+        # GET /v1/jobs?name=<prefix>: LIKE 'prefix%' can use the index on PostgreSQL whatever
+        # the database's collation (varchar_pattern_ops compares bytes).
+        Index(None, "user_id", "name", postgresql_ops={"name": "varchar_pattern_ops"}),
+        Index(None, "user_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -103,6 +109,13 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
+    # The user's own labels, in the order given (service.jobs.service.set_tags): shown as is;
+    # the job_tags rows (JobTag) are what GET /v1/jobs?tag= filters on. NULL: no tags.
+    tags: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
+    notes: Mapped[str | None] = mapped_column(Text, default=None)
+    # Only for writing a new job's tags with it (service.jobs.service.new_job); never loaded.
+    tag_rows: Mapped[list[JobTag]] = relationship(lazy="raise_on_sql", passive_deletes=True)
+
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
 
@@ -110,6 +123,20 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class JobTag(Base):
+    """One tag of a job, for GET /v1/jobs?tag= (a keyset page read backwards off
+    (user_id, tag, job_id)); Job.tags holds the same tags in their order. Written only by
+    service.jobs.service.set_tags; deleted with the job (ON DELETE CASCADE)."""
+
+    __tablename__ = "job_tags"
+    __table_args__ = (Index(None, "user_id", "tag", "job_id"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The job's owner (denormalized): a user's tag is one index range, whoever else uses it.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
 class JobMetric(Base):

@@ -6,12 +6,11 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from service.core.config import get_settings
-from service.core.deps import ID, CurrentUser, SessionDep
+from service.core.deps import ID, CurrentUser, SessionDep, in_thread
 from service.core.errors import ErrorResponse
-from service.core.pagination import Page, PageParams
+from service.core.pagination import Page, PageParams, page_params
 from service.jobs import results, service, stream
-from service.jobs.models import JobStatusName
-from service.jobs.schemas import JobCreate, JobOut, LogsOut, MetricPoint, MetricsOut
+from service.jobs.schemas import JobCreate, JobFilters, JobOut, JobUpdate, LogsOut, MetricPoint, MetricsOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -32,33 +31,52 @@ IdempotencyKey = Annotated[
     operation_id="create_job",
     responses={403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
-def create_job(
+async def create_job(
     body: JobCreate,
     user: CurrentUser,
     session: SessionDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
-    job, replayed = service.submit(session, user, body, idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return JobOut.from_row(job)
+    def work() -> JobOut:
+        job, replayed = service.submit(session, user, body, idempotency_key)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return JobOut.from_row(job)
+
+    return await in_thread(session, work)
 
 
 @router.get("", operation_id="list_jobs")
-def list_jobs(
+async def list_jobs(
     user: CurrentUser,
     session: SessionDep,
-    page: PageParams = Depends(),
-    status: JobStatusName | None = Query(None),
+    filters: Annotated[JobFilters, Query()],
+    page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[JobOut]:
-    rows, cursor = service.list_page(session, user, page, status)
-    return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
+    """Your jobs, newest first, narrowed by any of the filters (all must hold)."""
+
+    def work() -> Page[JobOut]:
+        rows, cursor = service.list_page(session, user, page, filters)
+        return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
+
+    return await in_thread(session, work)
 
 
 @router.get("/{job_id}", operation_id="get_job", responses={404: {"model": ErrorResponse}})
-def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
-    return JobOut.from_row(service.get(session, user, job_id))
+async def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
+    return await in_thread(session, lambda: JobOut.from_row(service.get(session, user, job_id)))
+
+
+@router.patch(
+    "/{job_id}",
+    operation_id="update_job",
+    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+def update_job(job_id: ID, user: CurrentUser, session: SessionDep, body: JobUpdate | None = None) -> JobOut:
+    """Set a job's tags and/or notes, in any status: only the fields given change (tags
+    replace the job's tags); no body changes nothing."""
+    return JobOut.from_row(service.update_job(session, user, job_id, body or JobUpdate()))
 
 
 @router.post("/{job_id}/cancel", operation_id="cancel_job", responses={404: {"model": ErrorResponse}})

@@ -1,23 +1,27 @@
-"""Jobs: submit (idempotent), read, list, cancel, delete (service.jobs.deletion)."""
+"""Jobs: submit (idempotent), read, list (with filters), edit tags and notes, cancel, delete
+(service.jobs.deletion)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cttv2_engine import SpecError, validate_spec_semantics
 from cttv2_engine.spec import DeviceSpec, JobSpec, canonical_hash
 from service.core.config import get_settings
+from service.core.db import dialect_name
 from service.core.errors import Conflict, Forbidden, NotFound, field_error, invalid_from
 from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
 from service.jobs import deletion, lifecycle, limits, references
-from service.jobs.models import Job, JobPriority
-from service.jobs.schemas import DeviceSpecRef, JobCreate
+from service.jobs.models import Job, JobPriority, JobTag
+from service.jobs.schemas import DeviceSpecRef, JobCreate, JobFilters, JobUpdate
 from service.users.models import User
 
 log = logging.getLogger("cttv2.jobs")
@@ -93,10 +97,12 @@ def check_priority(user: User, priority: str, field: str = "priority") -> None:
 
 
 def hashed_request(data: dict) -> dict:
-    """A job request as hashed for Idempotency-Key: priority is left out while normal (its
-    default), so a key sent again with the same body matches the hash of a version without it."""
-    if data.get("priority") == JobPriority.NORMAL:
-        data.pop("priority")
+    """A job request as hashed for Idempotency-Key: fields added later are left out while at
+    their defaults (priority normal, no tags, no notes), so a key sent again with the same
+    body matches the hash of a version without them."""
+    for field, default in (("priority", JobPriority.NORMAL), ("tags", []), ("notes", None)):
+        if field in data and data[field] == default:
+            data.pop(field)
     return data
 
 
@@ -133,6 +139,7 @@ def submit(
     request = hashed_request(body.model_dump(mode="json"))
     if rerun_of is not None:
         request["rerun_of"] = rerun_of  # a rerun and a plain submit never replay each other
+        request.pop("tags", None)  # copied from the earlier job, whose tags may be edited meanwhile
     request_hash = canonical_hash(request)
     if idempotency_key:
         earlier = _by_key(session, user, idempotency_key, request_hash)
@@ -147,6 +154,8 @@ def submit(
         device_spec_id=resolved_device_id or device_spec_id,
         resume_from=body.resume_from.model_dump() if body.resume_from else None,
         priority=body.priority,
+        tags=body.tags,
+        notes=body.notes or None,
         rerun_of=rerun_of,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -168,8 +177,9 @@ def submit(
     return job, False
 
 
-def new_job(user: User, spec: JobSpec, **columns) -> Job:
-    """A Job row for a validated spec (not yet added to the session)."""
+def new_job(user: User, spec: JobSpec, *, tags: Sequence[str] = (), **columns) -> Job:
+    """A Job row for a validated spec, with its tags (validated: unique), not yet added to
+    the session; its job_tags rows are written with it."""
     stored = spec.model_dump(mode="json")  # the hash is of exactly what is stored
     return Job(
         user_id=user.id,
@@ -177,6 +187,8 @@ def new_job(user: User, spec: JobSpec, **columns) -> Job:
         spec=stored,
         spec_hash=canonical_hash(stored),
         algorithm=spec.algorithm,
+        tags=list(tags) or None,
+        tag_rows=[JobTag(tag=tag, user_id=user.id) for tag in tags],
         **columns,
     )
 
@@ -198,11 +210,63 @@ def enqueue(session: Session, job: Job) -> None:
     session.refresh(job)
 
 
-def list_page(session: Session, user: User, params: PageParams, status: str | None):
+def list_page(
+    session: Session, user: User, params: PageParams, filters: JobFilters | None = None
+) -> tuple[list[Job], str | None]:
+    """A page of the user's jobs, newest first, narrowed by `filters` (all of them: AND).
+    Each filter reads off an index: a tag (user_id, tag, job_id) of job_tags, the page then
+    in that index's order; a name prefix (user_id, name); a sweep (sweep_id, id); the rest
+    (user_id, status, id), (user_id, id) or (user_id, created_at)."""
+    f = filters or JobFilters()
     stmt = select(Job).where(Job.user_id == user.id)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    return paginate(session, stmt, Job.id, params)
+    order = Job.id
+    if f.tag is not None:
+        stmt = stmt.join(JobTag, JobTag.job_id == Job.id).where(JobTag.user_id == user.id, JobTag.tag == f.tag)
+        order = JobTag.job_id  # the same ids: the keyset runs along the tag's index
+    if f.status is not None:
+        stmt = stmt.where(Job.status == f.status)
+    if f.name is not None:
+        stmt = stmt.where(Job.name.like(like_prefix(f.name), escape="/"))
+        if dialect_name(session) == "sqlite":  # SQLite's LIKE ignores the case of ASCII letters
+            stmt = stmt.where(func.substr(Job.name, 1, len(f.name)) == f.name)
+    if f.sweep is not None:
+        stmt = stmt.where(Job.sweep_id == f.sweep)
+    if f.algorithm is not None:
+        stmt = stmt.where(Job.algorithm == f.algorithm)
+    if f.created_after is not None:
+        stmt = stmt.where(Job.created_at >= f.created_after)
+    if f.created_before is not None:
+        stmt = stmt.where(Job.created_at < f.created_before)
+    return paginate(session, stmt, order, params)
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escape character /, quoted the same on every backend) matching the
+    strings that start with `prefix`."""
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+def update_job(session: Session, user: User, job_id: int, body: JobUpdate) -> Job:
+    """PATCH: set the tags and/or notes the body gives (any status; another user's job is a
+    404). The job's updated_at is left alone: it tracks the run (the reconciler reads it), not
+    the user's labels."""
+    job = get(session, user, job_id)
+    given = body.model_fields_set
+    values: dict = {}
+    if "tags" in given:
+        values["tags"] = list(body.tags or []) or None
+    if "notes" in given:
+        values["notes"] = body.notes or None
+    if not values:
+        return job
+    # The row is written first: concurrent edits of one job's tags take turns from here.
+    session.execute(update(Job).where(Job.id == job.id).values(**values, updated_at=Job.updated_at))
+    if "tags" in given:
+        session.execute(sql_delete(JobTag).where(JobTag.job_id == job.id))
+        session.add_all(JobTag(job_id=job.id, user_id=job.user_id, tag=tag) for tag in values["tags"] or [])
+    session.commit()
+    session.refresh(job)
+    return job
 
 
 def cancel(session: Session, user: User, job_id: int) -> Job:
@@ -215,9 +279,10 @@ def cancel(session: Session, user: User, job_id: int) -> Job:
 
 
 def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None) -> tuple[Job, bool]:
-    """A new job with the same spec (and the same resume point and priority) as job_id. The
-    spec is the stored snapshot, so a device spec deleted since does not matter. A high
-    priority is kept only while the user is an admin (else normal)."""
+    """A new job with the same spec (and the same resume point, priority and tags) as job_id;
+    its notes are not copied (they are about that run). The spec is the stored snapshot, so a
+    device spec deleted since does not matter. A high priority is kept only while the user is
+    an admin (else normal)."""
     earlier = get(session, user, job_id)
     data = dict(earlier.spec)
     if earlier.resume_from:
@@ -226,6 +291,7 @@ def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None
     if priority == JobPriority.HIGH and not user.is_admin:
         priority = JobPriority.NORMAL
     data["priority"] = priority
+    data["tags"] = list(earlier.tags or [])
     try:
         body = JobCreate.model_validate(data)
     except ValidationError as exc:  # a spec stored by an older version that no longer validates

@@ -85,6 +85,8 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
                 sweep_point={"grid": job.grid, "seed": job.seed},
                 is_baseline=job.is_baseline,
                 priority=body.base.priority,
+                tags=body.base.tags,  # as the priority: every job gets the base's tags and notes
+                notes=body.base.notes or None,
             )
             for job, spec in zip(planned, specs)
         ]

@@ -60,12 +60,17 @@ class MyLimits(BaseModel):
     max_running_jobs: int = Field(
         description="running at once (CTTV2_MAX_RUNNING_JOBS_PER_USER); beyond: the others wait queued"
     )
+    max_storage_bytes: int = Field(
+        description="disk for the files of your jobs + your uploaded weights (CTTV2_MAX_STORAGE_MB_PER_USER); "
+        "beyond: 507 storage_quota_exceeded"
+    )
 
 
 class MyUsage(BaseModel):
     active_jobs: int = Field(description="queued + running")
     running_jobs: int
     queued_jobs: int
+    storage_bytes: int = Field(description="the files of your jobs (artifacts) + your uploaded weights")
 
 
 class MeOut(BaseModel):

@@ -15,6 +15,7 @@ from service.core.security import hash_token, new_token
 from service.jobs.models import Job, JobStatus
 from service.users.models import ApiToken, User
 from service.users.schemas import MeOut, MyLimits, MyUsage
+from service.users.storage import usage
 
 
 class UserError(ValueError):
@@ -101,15 +102,20 @@ def me(session: Session, settings: Settings, user: User) -> MeOut:
         ).all()
     )
     queued, running = counts.get(JobStatus.QUEUED, 0), counts.get(JobStatus.RUNNING, 0)
+    storage = usage(session, settings, user.id)
     return MeOut(
         id=user.id,
         name=user.name,
         is_admin=user.is_admin,
         created_at=user.created_at,
         limits=MyLimits(
-            max_active_jobs=settings.max_active_jobs_per_user, max_running_jobs=settings.max_running_jobs_per_user
+            max_active_jobs=settings.max_active_jobs_per_user,
+            max_running_jobs=settings.max_running_jobs_per_user,
+            max_storage_bytes=storage.quota,
         ),
-        usage=MyUsage(active_jobs=queued + running, running_jobs=running, queued_jobs=queued),
+        usage=MyUsage(
+            active_jobs=queued + running, running_jobs=running, queued_jobs=queued, storage_bytes=storage.used
+        ),
     )
 
 

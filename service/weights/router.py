@@ -7,6 +7,7 @@ from service.core.config import get_settings
 from service.core.deps import ID, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams
+from service.users import storage
 from service.weights import service, upload
 from service.weights.schemas import UPLOAD_SCHEMA, WeightsOut
 
@@ -18,14 +19,21 @@ router = APIRouter(prefix="/weights", tags=["weights"])
     status_code=status.HTTP_201_CREATED,
     operation_id="upload_weights",
     openapi_extra=UPLOAD_SCHEMA,
-    responses={409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        409: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        507: {"model": ErrorResponse, "description": "storage_quota_exceeded: over CTTV2_MAX_STORAGE_MB_PER_USER"},
+    },
 )
 async def upload_weights(request: Request, user: CurrentUser, session: SessionDep) -> WeightsOut:
     """Upload pretrained weights (multipart: file, arch, name?, img_size?). They start
-    `pending`; a worker checks them and sets `valid` or `invalid` (with the reason)."""
-    await run_in_threadpool(session.close)  # no connection held while the file streams in
+    `pending`; a worker checks them and sets `valid` or `invalid` (with the reason). An upload
+    that would take you past your storage quota is a 507 (storage_quota_exceeded)."""
     settings = get_settings()
-    received = await upload.receive(request, service.user_dir(user.id), settings.max_upload_mb << 20)
+    use = await run_in_threadpool(storage.usage, session, settings, user.id)
+    await run_in_threadpool(session.close)  # no connection held while the file streams in
+    received = await upload.receive(request, service.user_dir(user.id), settings.max_upload_mb << 20, use)
     record = await run_in_threadpool(service.create, session, user, received)
     return WeightsOut.model_validate(record)
 

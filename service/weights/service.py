@@ -18,6 +18,7 @@ from service.core.config import get_settings
 from service.core.errors import Conflict, NotFound, Unavailable, field_error
 from service.core.pagination import PageParams, paginate
 from service.jobs.models import ACTIVE_STATUSES, Job
+from service.users import storage
 from service.users.models import User
 from service.weights.models import WeightsFile
 from service.weights.upload import Upload
@@ -59,9 +60,11 @@ def _checked_fields(upload: Upload) -> tuple[str, str, int | None]:
 
 def create(session: Session, user: User, upload: Upload) -> WeightsFile:
     """Register a received upload (its temporary file is moved into place or deleted) and
-    queue its validation."""
+    queue its validation. The storage quota is checked again before the row is written (an
+    upload of the same user may have finished meanwhile): over it, a 507 and no file kept."""
     try:
         name, arch, img_size = _checked_fields(upload)
+        storage.check_upload(session, get_settings(), user.id, upload.size)
         record = WeightsFile(
             user_id=user.id,
             name=name,

@@ -1,6 +1,7 @@
 """Receiving a multipart upload straight to disk: the file part is written chunk by chunk
 (hashed on the way) into a temporary file beside its final place, never held whole in memory,
-and refused once it passes the size limit."""
+and refused once it passes the size limit (413) or the room left in the user's storage quota
+(507; nothing is kept)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import anyio
 from fastapi import Request
 
 from service.core.errors import APIError, TooLarge, field_error
+from service.users.storage import StorageUse
 
 FIELD_LIMIT = 1024  # bytes of a plain (non-file) field
 FIELDS = ("name", "arch", "img_size")
@@ -40,11 +42,12 @@ class Upload:
 class _Receiver:
     """python-multipart callbacks; file bytes are queued and written outside the parser."""
 
-    def __init__(self, folder: Path, max_bytes: int) -> None:
+    def __init__(self, folder: Path, max_bytes: int, limit: int | None = None) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        self.limit = max_bytes if limit is None else limit  # max_bytes, or less: the quota's room
         self.upload = Upload()
-        self.too_large = False
+        self.too_large = False  # past self.limit: nothing more is written, the file is removed
         self._hash = hashlib.sha256()
         self._fh: BinaryIO | None = None
         self._pending: list[bytes] = []
@@ -90,7 +93,7 @@ class _Receiver:
         chunk = data[start:end]
         if self._is_file:
             self.upload.size += len(chunk)
-            if self.upload.size > self.max_bytes:
+            if self.upload.size > self.limit:
                 self.too_large = True
             elif chunk:
                 self._pending.append(bytes(chunk))
@@ -130,8 +133,11 @@ class _Receiver:
         self.upload.sha256 = self._hash.hexdigest()
 
 
-async def receive(request: Request, folder: Path, max_bytes: int) -> Upload:
-    """Parse the multipart body; the file part lands in `folder` under a temporary name."""
+async def receive(request: Request, folder: Path, max_bytes: int, storage: StorageUse | None = None) -> Upload:
+    """Parse the multipart body; the file part lands in `folder` under a temporary name.
+    With `storage` (the user's usage before the upload), a file larger than the room left in
+    their quota is refused with a 507 as soon as it passes that room (the request's declared
+    Content-Length already when it is far larger): nothing written is kept."""
     import python_multipart
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import parse_options_header
@@ -139,11 +145,15 @@ async def receive(request: Request, folder: Path, max_bytes: int) -> Upload:
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise field_error("body", "expected multipart/form-data with a file part")
+    quota_first = storage is not None and storage.room < max_bytes  # the quota is the nearer limit
+    limit = storage.room if storage is not None and quota_first else max_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + DRAIN_LIMIT:
+    if declared and declared.isdigit() and int(declared) > limit + DRAIN_LIMIT:
+        if storage is not None and quota_first and int(declared) <= max_bytes + DRAIN_LIMIT:
+            raise storage.upload_refused(int(declared), about="about ")
         raise _too_large(max_bytes)
 
-    rx = _Receiver(folder, max_bytes)
+    rx = _Receiver(folder, max_bytes, limit)
     callbacks = {
         name: getattr(rx, name)
         for name in (
@@ -162,12 +172,17 @@ async def receive(request: Request, folder: Path, max_bytes: int) -> Upload:
     try:
         async for chunk in request.stream():
             received += len(chunk)
-            if rx.too_large and received > max_bytes + DRAIN_LIMIT:
+            if rx.too_large and received > limit + DRAIN_LIMIT:
                 break
             if not rx.too_large:
                 parser.write(chunk)
                 await anyio.to_thread.run_sync(rx.flush)
+            elif quota_first:
+                parser.write(chunk)  # only counts the file's size now (for the message); writes nothing
         if rx.too_large:
+            if storage is not None and quota_first and rx.upload.size <= max_bytes:
+                cut = received > limit + DRAIN_LIMIT  # stopped reading: the file is larger still
+                raise storage.upload_refused(rx.upload.size, about="more than " if cut else "")
             raise _too_large(max_bytes)
         parser.finalize()
     except FormParserError:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,14 @@ def test_help_lists_the_user_commands():
         "artifacts",
         "metrics",
         "sweep",
+        "tag",
+        "notes",
+        "export",
+        "rerun",
+        "wait",
+        "weights",
+        "presets",
+        "delete",
         "serve",
         "worker",
     ):
@@ -145,6 +156,36 @@ def test_submit_wait_succeeds_and_read_commands(cli, finished):
     assert all(j["status"] == "failed" for j in cli.json("jobs", "--status", "failed"))
     table = cli("jobs", "--limit", "5").stdout
     assert job_id in table and "succeeded" in table and "c-ttv2" in table
+
+
+def test_tag_notes_and_jobs_csv(cli, finished):
+    job_id = str(finished["id"])
+    label = f"cli-{job_id}"
+    assert cli("tag", job_id, label, "b", "c", label).stdout.strip() == f"job {job_id} tags: {label}, b, c"
+    assert cli.json("tag", job_id, "d", "--remove", "b", "--remove", "zzz")["tags"] == [label, "c", "d"]
+    assert "saved" in cli("notes", job_id, "lr too high?").stdout
+    shown = cli.json("show", job_id)
+    assert shown["tags"] == [label, "c", "d"] and shown["notes"] == "lr too high?"
+    assert "lr too high?" in cli("show", job_id).stdout
+    assert_one_line_error(cli("tag", job_id, "not a tag", code=1), "invalid request: tags.3")
+    assert cli("tag", job_id, code=2).returncode == 2  # nothing to add or remove
+
+    out = cli("jobs", "--tag", label, "--name", finished["name"], "--algorithm", "c-ttv2", "--csv").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["id"] == job_id, out
+    header = out.splitlines()[0].split(",")
+    assert header[:7] == ["id", "name", "status", "algorithm", "tags", "created_at", "finished_at"]
+    row = rows[0]
+    assert row["tags"] == f"{label},c,d" and row["status"] == "succeeded"
+    assert row["training.epochs"] == str(finished["spec"]["training"]["epochs"])
+    assert row["data.classes"] == json.dumps(finished["spec"]["data"]["classes"])  # lists as JSON
+    assert float(row["result.test_accuracy"]) == finished["result"]["test_accuracy"]
+    assert datetime.fromisoformat(row["created_at"]) == datetime.fromisoformat(finished["created_at"])
+    assert cli("jobs", "--tag", label, "--status", "failed", "--csv").stdout.splitlines() == [",".join(header[:7])]
+    assert job_id in cli("jobs", "--tag", label).stdout  # the table
+    assert_one_line_error(cli("jobs", "--algorithm", "adam", code=1), "invalid request: algorithm")
+    assert "removed" in cli("notes", job_id, "").stdout
+    assert cli.json("show", job_id)["notes"] is None
 
 
 def test_submit_wait_prints_the_outcome(cli, files):
@@ -239,3 +280,80 @@ def test_sweep_commands(cli, tmp_path):
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG" and "saved" in res.stdout
     assert cli("sweep", "report", sweep_id, "--csv", "--json", code=2).returncode == 2
     assert cli.json("sweep", "cancel", sweep_id)["status"] == "succeeded"  # nothing left to cancel
+
+
+def test_rerun_and_wait(cli, finished, files):
+    job_id = finished["id"]
+    res = cli("rerun", str(job_id))
+    assert res.stdout.startswith("submitted job ") and f"a rerun of job {job_id}" in res.stdout, res.stdout
+    new_id = res.stdout.split()[2]
+    assert f"job {new_id} succeeded: test accuracy" in cli("wait", new_id, "--timeout", "300").stdout
+    rerun = cli.json("wait", new_id)  # an ended job: at once
+    assert rerun["status"] == "succeeded" and rerun["rerun_of"] == job_id
+    assert (
+        rerun["spec"]["training"] == finished["spec"]["training"] and rerun["spec"]["data"] == finished["spec"]["data"]
+    )
+    assert_one_line_error(cli("rerun", "999999", code=1), "job 999999 not found")
+    assert cli("rerun", "x", code=2).returncode == 2
+
+    failed = json.loads(cli("submit", str(files / "fails.yaml"), "--json").stdout)
+    assert f"job {failed['id']} failed" in cli("wait", str(failed["id"]), code=1).stdout
+    again = json.loads(cli("rerun", str(failed["id"]), "--wait", "--json", code=1).stdout)
+    assert again["status"] == "failed" and again["rerun_of"] == failed["id"]
+
+
+def test_weights_upload_list_show_delete(cli, finished, tmp_path):
+    job_id = str(finished["id"])
+    cli("download", job_id, "weights.safetensors", "-o", str(tmp_path))
+    name = f"cli-{job_id}.safetensors"
+    res = cli(
+        "weights", "upload", str(tmp_path / "weights.safetensors"), "--arch", "swin_micro", "--name", name, "--wait"
+    )
+    assert "uploaded weights" in res.stderr and f"{{weights: {name}}}" in res.stderr
+    assert res.stdout.split()[2] == "valid", res.stdout
+    good = res.stdout.split()[1]
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file " * 64)
+    res = cli(
+        "weights", "upload", str(tmp_path / "junk.safetensors"), "--arch", "swin_micro", "--wait", "--json", code=1
+    )
+    bad = json.loads(res.stdout)
+    assert bad["status"] == "invalid" and bad["error"] and bad["name"] == "junk.safetensors"
+
+    listed = {w["id"]: w for w in cli.json("weights", "list")}
+    assert listed[int(good)]["name"] == name and listed[bad["id"]]["status"] == "invalid"
+    table = cli("weights", "list").stdout
+    assert name in table and "valid" in table and "invalid" in table and "swin_micro" in table
+    assert cli.json("weights", "show", good)["status"] == "valid"
+    assert_one_line_error(
+        cli("weights", "upload", str(tmp_path / "weights.safetensors"), "--arch", "nope", code=1),
+        "invalid request: arch",
+    )
+    assert cli("weights", "upload", str(tmp_path / "missing.pt"), "--arch", "swin_micro", code=2).returncode == 2
+    assert cli("weights", "upload", str(tmp_path / "weights.safetensors"), code=2).returncode == 2  # --arch is required
+
+    for weights_id in (good, str(bad["id"])):
+        assert cli("weights", "delete", weights_id).stdout.strip() == f"weights {weights_id} deleted"
+    assert_one_line_error(cli("weights", "show", good, code=1), f"weights {good} not found")
+    assert_one_line_error(cli("weights", "delete", good, code=1), f"weights {good} not found")
+
+
+def test_presets(cli):
+    listing = cli.json("presets")
+    assert "SoftBoundsReference" in listing["families"] and "ReRamSB" in listing["presets"]
+    assert listing["device_knobs"]["sp_skew"]["unit"]
+    out = cli("presets").stdout
+    for text in (
+        "SoftBoundsReference",
+        "ReRamSB",
+        "sp_skew",
+        "weight units",
+        "(0, 1]",
+        "c-ttv2",
+        "swin_micro",
+        "digits",
+    ):
+        assert text in out, text
+    detail = cli("presets", "ReRamSB").stdout
+    assert "ReRamSB" in detail and "0.002" in detail  # its own dw_min default
+    assert cli.json("presets", "ReRamSB")["defaults"]["dw_min"] == 0.002
+    assert_one_line_error(cli("presets", "NoSuchDevice", code=2), "no family or preset 'NoSuchDevice'")

@@ -4,30 +4,12 @@ works there against the live stack, with its optional extras absent."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 
 import pytest
 
 from tests.support.specs import TINY_FP
-from tests.support.stack import ROOT
-
-SERVER_SIDE = {
-    "torch",
-    "aihwkit",
-    "timm",
-    "torchvision",
-    "fastapi",
-    "starlette",
-    "uvicorn",
-    "sqlalchemy",
-    "alembic",
-    "celery",
-    "redis",
-    "psycopg",
-    "cttv2",
-}
+from tests.support.venvs import SERVER_SIDE, build_sdk_wheel, make_venv, pip_install
 
 PROBE = r"""
 import importlib.metadata as md, json, sys
@@ -51,20 +33,8 @@ print(json.dumps({
 @pytest.mark.slow
 def test_the_sdk_installs_alone_and_works_without_its_extras(live, client, token, tmp_path):
     job = client.jobs.submit(TINY_FP)
-    # Build the wheel from a copy, so the checkout gets no build/ or egg-info.
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "sdk", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
-        check=True,
-        capture_output=True,
-    )
-    wheel = next((tmp_path / "dist").glob("cttv2_client-*.whl"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([*pip, "--python", str(python), "install", str(wheel)], check=True, capture_output=True)
+    python = make_venv(tmp_path / "venv")
+    pip_install(python, str(build_sdk_wheel(tmp_path)))
 
     (tmp_path / "job.yaml").write_text("name: x\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CTTV2_URL": live.url, "CTTV2_TOKEN": token}
@@ -86,3 +56,7 @@ def test_the_sdk_installs_alone_and_works_without_its_extras(live, client, token
     assert out["status"] == "succeeded"
     assert f"job {job.id}" in res.stderr and "succeeded" in res.stderr  # the plain progress line
     assert "pip install 'cttv2-client[yaml]'" in out["yaml_error"]
+    # The `cttv2` script comes with the SDK, but its commands need the `cli` extra: it says so.
+    res = subprocess.run([str(python.parent / "cttv2"), "--help"], env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == 1 and "pip install 'cttv2-client[cli]'" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr

@@ -114,6 +114,26 @@ def test_idempotency_key_replays_and_refuses_another_body(client, live, token):
         client.jobs.cancel(j.id)
 
 
+def test_tags_and_notes_at_submit_and_update(client, live):
+    job = client.jobs.submit(LONG, tags=["sdk", "lr:1e-3", "sdk"], notes="a note")
+    client.jobs.cancel(job.id)
+    assert job.tags == ["sdk", "lr:1e-3"] and job.notes == "a note" and "tags" not in job.spec
+    updated = client.jobs.update(job.id, tags=["b", "a"])
+    assert updated.tags == ["b", "a"] and updated.notes == "a note"  # None: left as it is
+    updated = client.jobs.update(job.id, notes="")
+    assert updated.tags == ["b", "a"] and updated.notes is None
+    assert client.jobs.get(job.id).model_dump() == updated.model_dump()
+    assert [j.id for j in client.jobs.list(tag="b", name=LONG["name"], algorithm="fp")][:1] == [job.id]
+    assert job.id not in [j.id for j in client.jobs.list(tag="sdk")]
+    with pytest.raises(ValidationError) as info:
+        client.jobs.update(job.id, tags=["not a tag"])
+    assert info.value.fields[0].field == "tags.0"
+    with pytest.raises(ValidationError):
+        list(client.jobs.list(algorithm="adam"))
+    with Client(live.url, live.create_user()) as other, pytest.raises(NotFound):
+        other.jobs.update(job.id, tags=["mine"])
+
+
 def test_device_specs(client, tmp_path):
     path = tmp_path / "reram.yaml"
     path.write_text("name: reram-like\nspec:\n  family: ReRamSB\n  sp_skew: 0.1\n")

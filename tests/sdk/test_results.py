@@ -73,6 +73,28 @@ def test_artifacts_list_and_download(client, followed, tmp_path, monkeypatch):
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.part").exists()
 
 
+def test_jobs_to_pandas(client, followed):
+    pd = pytest.importorskip("pandas")
+    job, _ = followed
+    label = f"pandas-{job.id}"
+    client.jobs.update(job.id, tags=[label, "second"])
+    other = client.jobs.submit(TINY_FP, tags=[label])  # fp: no device section; not finished
+    client.jobs.cancel(other.id)
+    table = client.jobs.to_pandas(tag=label, page_size=1)  # every page
+    assert list(table["id"]) == [other.id, job.id]
+    columns = list(table.columns)
+    assert columns[:7] == ["id", "name", "status", "algorithm", "tags", "created_at", "finished_at"]
+    row = table.set_index("id").loc[job.id]
+    assert row["tags"] == f"{label},second" and row["status"] == "succeeded" and row["algorithm"] == "c-ttv2"
+    assert row["device.family"] == job.spec["device"]["family"] and row["device.sp_skew"] == 0.0
+    assert row["training.epochs"] == job.spec["training"]["epochs"] and "training.lr" in columns
+    assert row["result.test_accuracy"] == job.result.test_accuracy and row["result.wall_s"] > 0
+    assert "result.history" not in columns and "result.environment" not in columns  # scalars only
+    assert all(c.startswith("result.") for c in columns[columns.index("result.test_accuracy") :])
+    assert pd.isna(table.set_index("id").loc[other.id, "result.test_accuracy"])  # not finished
+    assert client.jobs.to_pandas(tag="no-such-tag").empty
+
+
 def test_rerun(client, followed):
     job, _ = followed
     again = client.jobs.rerun(job.id)

@@ -17,6 +17,7 @@ TABLES = {
     "device_specs",
     "jobs",
     "job_metrics",
+    "job_tags",
     "job_events",
     "job_log_lines",
     "artifacts",

@@ -1,17 +1,19 @@
-"""Job commands: submit, list, show, cancel, delete, watch (live progress), logs, metrics, artifacts,
-download."""
+"""Job commands: submit, rerun, wait, list (filters, CSV), show, tag, notes, cancel, delete,
+watch (live progress), logs, metrics, artifacts, download."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from cttv2_client import Client
 
-from cttv2_cli.main import cli
-from cttv2_cli.user.common import (
+from cttv2_client import Client, Job
+from cttv2_client.cli.app import cli
+from cttv2_client.cli.common import (
     connection,
     exit_for,
     fail,
@@ -21,7 +23,8 @@ from cttv2_cli.user.common import (
     print_json,
     set_option,
 )
-from cttv2_cli.user.render import job_panel, jobs_table, metric_text, size_text, summary_line, when
+from cttv2_client.cli.render import job_panel, jobs_table, metric_text, size_text, summary_line, when
+from cttv2_client.jobs import csv_value, job_table
 
 
 @cli.command()
@@ -36,13 +39,19 @@ def submit(
 ) -> None:
     """Submit the job spec in JOB_FILE (YAML or JSON)."""
     job = client.jobs.submit(job_file, overrides=parse_sets(sets))
+    _report_new_job(client, job, wait, timeout, as_json)
+
+
+def _report_new_job(client: Client, job: Job, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """What submit and rerun print: the new job's id (on stderr with --wait), then, with
+    --wait, its outcome; exit 1 if it failed or was cancelled."""
     if not as_json:
-        click.echo(f"submitted job {job.id}" + (f" ({job.name})" if job.name else ""), err=wait)
+        what = f"submitted job {job.id}" + (f" ({job.name})" if job.name else "")
+        if job.rerun_of is not None:
+            what += f", a rerun of job {job.rerun_of}"
+        click.echo(what, err=wait)
     if wait:
-        try:
-            job = client.jobs.wait(job.id, timeout, raise_on_failure=False)
-        except KeyboardInterrupt:
-            fail(f"stopped waiting; job {job.id} keeps running (cttv2 watch {job.id})", 130)
+        job = _wait(client, job.id, timeout)
     if as_json:
         print_json(job)
     elif wait:
@@ -51,19 +60,93 @@ def submit(
         exit_for(job)
 
 
-@cli.command("jobs")
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]), default=None)
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="show at most N jobs")
-@click.option("--all", "show_all", is_flag=True, help="every job (ignores --limit)")
+def _wait(client: Client, job_id: int, timeout: float | None) -> Job:
+    try:
+        return client.jobs.wait(job_id, timeout, raise_on_failure=False)
+    except KeyboardInterrupt:
+        fail(f"stopped waiting; job {job_id} keeps running (cttv2 watch {job_id})", 130)
+        raise  # not reached: fail() exits
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("--wait", "wait", is_flag=True, help="follow the new job until it ends; exit 1 if it fails")
+@click.option("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 @json_option
 @connection
-def jobs_cmd(client: Client, status: str | None, limit: int, show_all: bool, as_json: bool) -> None:
-    """Your jobs, newest first."""
+def rerun(client: Client, job_id: int, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Submit a new job with the same spec as job JOB_ID (its rerun_of names JOB_ID)."""
+    job = client.jobs.rerun(job_id)
+    _report_new_job(client, job, wait, timeout, as_json)
+
+
+@cli.command("wait")
+@click.argument("job_id", type=int)
+@click.option("--timeout", type=float, default=None, help="give up after this many seconds (exit 1)")
+@json_option
+@connection
+def wait_cmd(client: Client, job_id: int, timeout: float | None, as_json: bool) -> None:
+    """Wait until a job ends (a progress bar on a terminal), print its outcome; exit 1 if it
+    failed or was cancelled, or --timeout passed."""
+    job = _wait(client, job_id, timeout)
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(summary_line(job))
+    exit_for(job)
+
+
+@cli.command("jobs")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]), default=None)
+@click.option("--tag", default=None, help="jobs having this tag")
+@click.option("--name", default=None, help="jobs whose name starts with this (case-sensitive)")
+@click.option("--sweep", type=click.IntRange(1), default=None, help="jobs of this sweep (its id)")
+@click.option("--algorithm", default=None, help="jobs of this algorithm (c-ttv2, fp, ...)")
+@click.option("--limit", type=click.IntRange(1), default=None, help="show at most N jobs (default 20; with --csv: all)")
+@click.option("--all", "show_all", is_flag=True, help="every job (ignores --limit)")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV on stdout: one row per job with its spec (dotted names) and result.<key> columns",
+)
+@json_option
+@connection
+def jobs_cmd(
+    client: Client,
+    status: str | None,
+    tag: str | None,
+    name: str | None,
+    sweep: int | None,
+    algorithm: str | None,
+    limit: int | None,
+    show_all: bool,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Your jobs, newest first; the filters combine (all must hold)."""
     import itertools
 
-    it = client.jobs.list(status=status, page_size=None if show_all else min(limit, 100))
+    if as_csv and as_json:
+        raise click.UsageError("--csv and --json exclude each other")
+    if as_csv and limit is None:
+        show_all = True
+    limit = limit or 20
+    it = client.jobs.list(
+        status=status,
+        tag=tag,
+        name=name,
+        sweep=sweep,
+        algorithm=algorithm,
+        page_size=None if show_all else min(limit, 100),
+    )
     jobs = list(it if show_all else itertools.islice(it, limit))
-    if as_json:
+    if as_csv:
+        columns, rows = job_table(jobs)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([csv_value(row[c]) for c in columns] for row in rows)
+    elif as_json:
         print_json(jobs)
     else:
         make_console().print(jobs_table(jobs))
@@ -80,6 +163,41 @@ def show(client: Client, job_id: int, as_json: bool) -> None:
         print_json(job)
     else:
         make_console().print(job_panel(job))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.argument("tags", nargs=-1)
+@click.option("--remove", "removed", multiple=True, metavar="TAG", help="remove this tag (repeatable)")
+@json_option
+@connection
+def tag(client: Client, job_id: int, tags: tuple[str, ...], removed: tuple[str, ...], as_json: bool) -> None:
+    """Add TAGS to a job (and remove the --remove ones); prints the job's tags."""
+    if not tags and not removed:
+        raise click.UsageError("give tags to add and/or --remove TAG")
+    current = client.jobs.get(job_id).tags
+    wanted = [t for t in dict.fromkeys([*current, *tags]) if t not in set(removed)]
+    job = client.jobs.update(job_id, tags=wanted)
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"job {job_id} tags: {', '.join(job.tags) or '(none)'}")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.argument("text")
+@json_option
+@connection
+def notes(client: Client, job_id: int, text: str, as_json: bool) -> None:
+    """Set a job's notes to TEXT ("-": read stdin; "": remove them)."""
+    if text == "-":
+        text = sys.stdin.read()
+    job = client.jobs.update(job_id, notes=text)
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"job {job_id} notes {'saved' if job.notes else 'removed'}")
 
 
 @cli.command()

@@ -8,16 +8,20 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
 from cttv2_client import Client, ConfigError, CTTV2Error, Job, JobError, SpecFileError, ValidationError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def make_console(stderr: bool = False):
+def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -33,7 +37,7 @@ def fail(message: str, code: int = EXIT_FAILED, details: list[str] | None = None
     sys.exit(code)
 
 
-def handle_errors(fn: Callable) -> Callable:
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the SDK's exceptions into one readable line and an exit code."""
 
     @functools.wraps(fn)
@@ -53,7 +57,7 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def connection(fn: Callable) -> Callable:
+def connection(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--url and --token on a command, turned into a `client` argument."""
 
     @click.option("--url", default=None, metavar="URL", help="server URL (default: $CTTV2_URL or the login config)")

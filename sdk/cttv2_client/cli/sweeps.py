@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from cttv2_client import Client
 
-from cttv2_cli.main import cli
-from cttv2_cli.user.common import EXIT_FAILED, connection, json_option, make_console, parse_sets, print_json, set_option
-from cttv2_cli.user.render import jobs_table, pct, size_text, status_markup, when
+from cttv2_client import Client, Sweep
+from cttv2_client.cli.app import cli
+from cttv2_client.cli.common import (
+    EXIT_FAILED,
+    connection,
+    json_option,
+    make_console,
+    parse_sets,
+    print_json,
+    set_option,
+)
+from cttv2_client.cli.render import jobs_table, pct, size_text, status_markup, when
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @cli.group()
@@ -18,7 +31,7 @@ def sweep() -> None:
     """Sweeps: grids of jobs and their reports."""
 
 
-def _sweep_table(sweeps):
+def _sweep_table(sweeps: Iterable[Sweep]) -> Table:
     from rich.table import Table
 
     table = Table()
@@ -115,7 +128,16 @@ def sweep_delete(client: Client, sweep_id: int) -> None:
 
 @sweep.command("report")
 @click.argument("sweep_id", type=int)
-@click.option("--csv", "as_csv", is_flag=True, help="print the report as CSV")
+@click.option(
+    "--csv",
+    "csv_file",
+    is_flag=False,
+    flag_value="-",
+    default=None,
+    metavar="[FILE]",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="save the report as CSV to FILE (without FILE: print it)",
+)
 @click.option(
     "--png",
     "png_file",
@@ -125,17 +147,23 @@ def sweep_delete(client: Client, sweep_id: int) -> None:
 )
 @json_option
 @connection
-def sweep_report(client: Client, sweep_id: int, as_csv: bool, png_file: Path | None, as_json: bool) -> None:
+def sweep_report(client: Client, sweep_id: int, csv_file: Path | None, png_file: Path | None, as_json: bool) -> None:
     """Mean test error per grid point and its change against the digital baseline."""
-    if sum((as_csv, png_file is not None, as_json)) > 1:
-        raise click.UsageError("give at most one of --csv, --png, --json")
-    if as_csv:
-        click.echo(client.sweeps.report(sweep_id, "csv"), nl=False)
-        return
+    csv_to_stdout = csv_file is not None and str(csv_file) == "-"
+    if (as_json or csv_to_stdout) and sum((csv_file is not None, png_file is not None, as_json)) > 1:
+        raise click.UsageError("--json and --csv without FILE print the report: give them alone")
+    if csv_file is not None:
+        text = client.sweeps.report(sweep_id, "csv")
+        if csv_to_stdout:
+            click.echo(text, nl=False)
+        else:
+            csv_file.write_bytes(text.encode())
+            click.echo(f"saved {csv_file} ({size_text(len(text.encode()))})")
     if png_file is not None:
         data = client.sweeps.report(sweep_id, "png")
         png_file.write_bytes(data)
         click.echo(f"saved {png_file} ({size_text(len(data))})")
+    if csv_file is not None or png_file is not None:
         return
     report = client.sweeps.report(sweep_id)
     if as_json:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from cttv2_client import Client
 
-from cttv2_cli.main import cli
-from cttv2_cli.user.common import connection, json_option, make_console, print_json
-from cttv2_cli.user.render import when
+from cttv2_client import Client, DeviceSpecRecord
+from cttv2_client.cli.app import cli
+from cttv2_client.cli.common import connection, json_option, make_console, print_json
+from cttv2_client.cli.render import when
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @cli.group()
@@ -17,7 +22,7 @@ def device() -> None:
     """Stored analog device specs."""
 
 
-def _device_table(records):
+def _device_table(records: Iterable[DeviceSpecRecord]) -> Table:
     from rich.table import Table
 
     table = Table()

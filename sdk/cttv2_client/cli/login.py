@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import click
-from cttv2_client import Client
 
-from cttv2_cli.main import cli
-from cttv2_cli.user.common import handle_errors
+from cttv2_client import Client
+from cttv2_client.cli.app import cli
+from cttv2_client.cli.common import handle_errors
 
 
 @cli.command()

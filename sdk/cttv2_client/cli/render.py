@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cttv2_client import Job
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def when(dt: datetime | None) -> str:
@@ -34,11 +37,11 @@ def progress_text(job: Job) -> str:
     return text
 
 
-def jobs_table(jobs: list[Job], title: str | None = None):
+def jobs_table(jobs: list[Job], title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("id", "name", "status", "algorithm", "progress", "test acc", "created"):
+    for col in ("id", "name", "status", "algorithm", "progress", "test acc", "tags", "created"):
         table.add_column(col, no_wrap=col in ("id", "status", "created"))
     for j in jobs:
         acc = j.result.test_accuracy if j.result else None
@@ -49,12 +52,14 @@ def jobs_table(jobs: list[Job], title: str | None = None):
             j.algorithm or "-",
             progress_text(j),
             pct(acc),
+            ",".join(j.tags) or "-",
             when(j.created_at),
         )
     return table
 
 
-def job_panel(job: Job):
+def job_panel(job: Job) -> Table:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table.grid(padding=(0, 2))
@@ -80,6 +85,10 @@ def job_panel(job: Job):
         rows.append(("error", f"[red]{job.error.code}[/]: {job.error.message}"))
     if job.sweep_id:
         rows.append(("sweep", f"{job.sweep_id} {json.dumps(job.sweep_point)}"))
+    if job.tags:
+        rows.append(("tags", ", ".join(job.tags)))
+    if job.notes:
+        rows.append(("notes", escape(job.notes)))  # the user's text, not markup
     rows += [
         ("created", when(job.created_at)),
         ("started", when(job.started_at)),

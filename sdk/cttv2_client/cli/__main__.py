@@ -1,0 +1,3 @@
+from cttv2_client.cli import main
+
+main()
