@@ -66,9 +66,14 @@ async def run(args, stack: Stack, token: str, job_ids: list[int], dsn: str) -> N
     seen: dict[int, float] = {}
     opened: list[int] = []
     tasks = [asyncio.create_task(follow(stack.url, token, j, seen, opened)) for j in job_ids]
-    deadline = time.monotonic() + 60
+    started = time.monotonic()
+    deadline = started + 60
     while len(opened) < len(job_ids) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()]
+    print(f"{len(opened)} of {len(job_ids)} streams open after {time.monotonic() - started:.1f} s", flush=True)
+    for exc in failed[:3]:
+        print(f"  a follower failed: {exc!r}", flush=True)
     await asyncio.sleep(args.warmup)
     pid = stack.api.popen.pid
     with psycopg.connect(dsn, autocommit=True) as conn:

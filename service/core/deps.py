@@ -69,11 +69,22 @@ async def get_current_user(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
+    token = credentials.credentials if credentials else None
+    user = await run_in_threadpool(_authenticate, session, settings, token, _reads_only(request))
+    request.state.user_id = user.id
+    return user
+
+
+def _authenticate(session: Session, settings: Settings, token: str | None, release: bool) -> User:
     from service.users.service import authenticate
 
-    token = credentials.credentials if credentials else None
-    user = await run_in_threadpool(authenticate, session, settings, token)
-    request.state.user_id = user.id
+    user = authenticate(session, settings, token)
+    if release:
+        # A read in autocommit: ending it costs no round trip and gives the connection back
+        # to the pool while the request waits for its route's hop (many requests queued
+        # between hops, e.g. 200 event streams opening at once, no longer each hold one and
+        # starve the pool). The user stays loaded (expire_on_commit=False).
+        session.commit()
     return user
 
 

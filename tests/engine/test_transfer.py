@@ -204,8 +204,12 @@ def test_knobs_move_in_sgd_the_way_the_physics_says(pretrained):
     """In-memory SGD writes every token's update as pulses onto the weights themselves, and a
     soft-bounds device drifts towards its symmetry point (SP) with every pulse.
 
-    - SP skew: every weight drifts towards the same offset. That cannot help: skew 0.3 must not
-      train better than the reference device.
+    - SP skew: every weight drifts towards the same offset, so the weights do not grow the way
+      they do with spread SPs, and skew does not get the spread's gain. Whether skew 0.3 is a
+      little worse or a little better than the reference is not decidable from one seed: over
+      seeds the study has 58.8 +- 4.8 (reference) vs 57.6 +- 8.9 (skew 0.3) (docs/study.md),
+      and one clean-clone CI run had 48.5 (skew) vs 40.7 (reference). So the test compares
+      skew with the spread device, whose gain (~+25 points) is far beyond that noise.
     - SP variability: SGD does train *better* with spread SPs (study: see docs/study.md), and
       the weights show why. On the reference device (SPs within 0.05 of zero) the drift pulls
       every weight towards zero: the fine-tuned weights end at ~0.75x the pretrained std, and
@@ -234,6 +238,7 @@ def test_knobs_move_in_sgd_the_way_the_physics_says(pretrained):
     }
     _report(reference, spread, skewed)
     print(json.dumps({"weight_std_ratio": scales}))
-    assert skewed["late"] <= reference["late"] + 0.05, (skewed, reference)
+    assert scales["skewed"] < scales["spread"] - 0.3, scales  # one common drift target: no growth
+    assert skewed["late"] < spread["late"] - 0.1, (skewed, spread)  # nor the spread's gain
     assert scales["reference"] < 0.95, scales  # pulled towards the symmetry point at ~zero
     assert scales["spread"] > scales["reference"] + 0.3, scales  # pulled towards spread SPs
