@@ -284,19 +284,33 @@ def rerun(session: Session, user: User, job_id: int, idempotency_key: str | None
     device spec deleted since does not matter. A high priority is kept only while the user is
     an admin (else normal)."""
     earlier = get(session, user, job_id)
+    body = _again(earlier, user, earlier.resume_from)
+    return submit(session, user, body, idempotency_key, rerun_of=earlier.id, device_spec_id=earlier.device_spec_id)
+
+
+def resume(session: Session, user: User, job_id: int) -> Job:
+    """A new job with job_id's spec that continues its latest checkpoint (the dashboard's
+    "resume from this"); priority and tags as for rerun."""
+    earlier = get(session, user, job_id)
+    body = _again(earlier, user, {"job": earlier.id, "checkpoint": "latest"})
+    job, _ = submit(session, user, body, None, device_spec_id=earlier.device_spec_id)
+    return job
+
+
+def _again(earlier: Job, user: User, resume_from: dict | None) -> JobCreate:
+    """The request that runs `earlier` again, from `resume_from`."""
     data = dict(earlier.spec)
-    if earlier.resume_from:
-        data["resume_from"] = earlier.resume_from
+    if resume_from:
+        data["resume_from"] = resume_from
     priority = earlier.priority
     if priority == JobPriority.HIGH and not user.is_admin:
         priority = JobPriority.NORMAL
     data["priority"] = priority
     data["tags"] = list(earlier.tags or [])
     try:
-        body = JobCreate.model_validate(data)
+        return JobCreate.model_validate(data)
     except ValidationError as exc:  # a spec stored by an older version that no longer validates
         raise invalid_from(exc) from None
-    return submit(session, user, body, idempotency_key, rerun_of=earlier.id, device_spec_id=earlier.device_spec_id)
 
 
 def delete(session: Session, user: User, job_id: int) -> None:

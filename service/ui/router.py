@@ -24,13 +24,13 @@ from service.artifacts.download import file_response
 from service.core.config import get_settings
 from service.core.db import utcnow
 from service.core.deps import ID, SessionDep, SettingsDep
-from service.core.errors import Conflict, Forbidden, Unauthorized, invalid_from
+from service.core.errors import Forbidden, Unauthorized, invalid_from
 from service.core.pagination import PageParams
 from service.device_specs import service as device_specs
 from service.jobs import results, stream
 from service.jobs import service as jobs
-from service.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobEvent, JobLogLine, JobPriority, JobStatus
-from service.jobs.schemas import JobCreate, JobFilters
+from service.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobEvent, JobLogLine, JobStatus
+from service.jobs.schemas import JobFilters
 from service.sweeps import plots
 from service.sweeps import service as sweeps
 from service.sweeps.plan import baseline_axes, point_key
@@ -307,16 +307,7 @@ def rerun_job(job_id: ID, session: SessionDep, viewer: ViewerDep, csrf: CsrfFiel
 def resume_job(job_id: ID, session: SessionDep, viewer: ViewerDep, csrf: CsrfField = None) -> RedirectResponse:
     """A new job with the same spec that starts from this job's latest checkpoint."""
     auth.check_csrf(viewer, csrf)
-    earlier = jobs.get(session, viewer.user, job_id)
-    # As rerun: a high priority is kept only while the user is an admin.
-    priority = earlier.priority if earlier.priority != JobPriority.HIGH or viewer.user.is_admin else JobPriority.NORMAL
-    try:
-        body = JobCreate.model_validate(
-            {**earlier.spec, "resume_from": {"job": earlier.id, "checkpoint": "latest"}, "priority": priority}
-        )
-    except ValidationError as exc:  # a spec stored by an older version that no longer validates
-        raise Conflict(f"job {earlier.id}'s spec is no longer valid: {exc.errors()[0]['msg']}") from None
-    job, _ = jobs.submit(session, viewer.user, body, None, device_spec_id=earlier.device_spec_id)
+    job = jobs.resume(session, viewer.user, job_id)
     return RedirectResponse(f"{PREFIX}/jobs/{job.id}", status_code=303)
 
 
