@@ -1,18 +1,20 @@
-"""Job files in the artifact store: ARTIFACT_DIR/jobs/<job_id>/<name>."""
+"""Job files in the artifact store (service.artifacts.store): the worker writes them in the
+job's local folder (the store itself on the local backend, a scratch folder on S3), then
+`publish` uploads each complete file (S3) before its row is written."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
+from service.artifacts.store import ArtifactStore, job_key, sha256_of
 from service.core.db import dialect_name, utcnow
 
 # What a finished run leaves behind (name relative to the job dir, kind).
@@ -33,18 +35,24 @@ class ArtifactInfo:
     sha256: str
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def describe(root: Path, path: Path, kind: str) -> ArtifactInfo:
     path = Path(path)
     name = path.resolve().relative_to(root.resolve()).as_posix()
     return ArtifactInfo(name=name, kind=kind, size=path.stat().st_size, sha256=sha256_of(path))
+
+
+def publish(
+    store: ArtifactStore, job_id: int, path: Path, kind: str, published: dict[str, str] | None = None
+) -> ArtifactInfo:
+    """Describe a complete file of the job's local folder and put it in the store (an upload
+    on S3, nothing on the local backend); the caller writes its row after this returns.
+    `published` (name -> sha256 already uploaded) skips a second upload of the same bytes."""
+    info = describe(store.local_path(job_key(job_id)), path, kind)
+    if published is None or published.get(info.name) != info.sha256:
+        store.publish(job_key(job_id, info.name), info.sha256)
+        if published is not None:
+            published[info.name] = info.sha256
+    return info
 
 
 def upsert(session: Session, job_id: int, info: ArtifactInfo) -> None:
@@ -79,20 +87,23 @@ KEPT_CHECKPOINTS = {
 }
 
 
-def prune_checkpoints(session: Session, workdir: Path, job_id: int, keep: str) -> list[str]:
+def prune_checkpoints(session: Session, job_id: int, keep: str) -> list[str]:
     """Delete a succeeded job's checkpoints that `keep` does not keep: their rows (in the
     caller's transaction), then, once it commits, their files (`unlink_pruned`). A crash in
-    between leaves files without a row, which the orphan sweep removes. Returns the names."""
+    between leaves a file with no row (never listed or served; it goes with the job's other
+    files when the job is deleted). Returns the names."""
     kept = KEPT_CHECKPOINTS[keep]
-    names = [n for n, kind in FINAL_OUTPUTS if kind == "checkpoint" and n not in kept and (workdir / n).exists()]
+    candidates = [n for n, kind in FINAL_OUTPUTS if kind == "checkpoint" and n not in kept]
+    # By the rows, not this attempt's folder: a resumed attempt may never have written
+    # best.pt itself (the best epoch was an earlier attempt's, maybe on another host).
+    names = list(session.scalars(select(Artifact.name).where(Artifact.job_id == job_id, Artifact.name.in_(candidates))))
     if names:
         session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.name.in_(names)))
     return names
 
 
-def unlink_pruned(workdir: Path, names: list[str]) -> None:
-    for name in names:
-        (workdir / name).unlink(missing_ok=True)
+def unlink_pruned(store: ArtifactStore, job_id: int, names: list[str]) -> None:
+    store.delete(job_key(job_id, name) for name in names)
 
 
 def check_writable(workdir: Path) -> None:

@@ -15,6 +15,11 @@ moves while it streams), is renamed into place and its row committed just after.
   temporary files of uploads that died): removed. Server-wide files in WEIGHTS_DIR itself are
   never touched.
 
+On the S3 store (CTTV2_ARTIFACT_URL=s3://...) the same, by key: objects under jobs/<id>/
+with no job row, objects under weights/users/<user id>/ with no weights row, and multipart
+uploads left unfinished (a worker killed mid-upload), each once older than the grace period;
+and on this host, the scratch folders (working copies) of jobs no longer queued or running.
+
 Only names the path helpers make are considered (ids are integers, names are checked), links
 are unlinked and never followed, and nothing outside those two folders is touched. Several
 workers may run it at once: each removal first renames its target to a unique name.
@@ -33,10 +38,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from service.artifacts.paths import job_dir
+from service.artifacts.store import S3Store, StoredObject, get_store, job_key
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.jobs import deletion
-from service.jobs.models import Job
+from service.jobs.models import ACTIVE_STATUSES, Job
 from service.weights.models import WeightsFile
 
 log = logging.getLogger("cttv2.worker.orphans")
@@ -72,13 +78,89 @@ def _chunks(items: list[int], n: int = 500):
 
 def remove_orphans(settings: Settings, grace_s: float = ORPHAN_GRACE_S) -> Swept:
     swept = Swept()
-    _job_folders(Path(settings.artifact_dir), grace_s, swept)
-    _weights_files(Path(settings.weights_dir), grace_s, swept)
+    store = get_store(settings)
+    if isinstance(store, S3Store):
+        _stored_objects(store, grace_s, swept)
+        _scratch_folders(store, grace_s, swept)
+    else:
+        _job_folders(Path(settings.artifact_dir), grace_s, swept)
+        _weights_files(Path(settings.weights_dir), grace_s, swept)
     if swept.removed or swept.restored:
         log.info(
             "orphan sweep: removed %d (%d bytes), restored %d", len(swept.removed), swept.bytes, len(swept.restored)
         )
     return swept
+
+
+def _stored_objects(store: S3Store, grace_s: float, swept: Swept) -> None:
+    """The S3 store: objects of jobs with no row (jobs/<id>/...), uploads with no weights
+    row (weights/users/<user id>/<name>), and multipart uploads a killed worker left
+    unfinished; each only once its newest write is older than the grace period."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
+    by_job: dict[int, list[StoredObject]] = {}
+    for obj in store.list("jobs/"):
+        part = obj.key.split("/", 2)[1]
+        if part.isdigit() and part == str(int(part)):
+            by_job.setdefault(int(part), []).append(obj)
+    if by_job:
+        with session_scope() as session:
+            live = {
+                i for chunk in _chunks(sorted(by_job)) for i in session.scalars(select(Job.id).where(Job.id.in_(chunk)))
+            }
+        for job_id, objects in by_job.items():
+            if job_id in live or max(o.modified for o in objects) >= cutoff:
+                continue
+            store.delete(o.key for o in objects)
+            swept.removed.append(f"{store.describe()}{job_key(job_id)}")
+            swept.bytes += sum(o.size for o in objects)
+    uploads: dict[tuple[int, str], StoredObject] = {}
+    for obj in store.list("weights/users/"):
+        parts = obj.key.split("/")
+        if len(parts) == 4 and parts[2].isdigit():
+            uploads[(int(parts[2]), parts[3])] = obj
+    if uploads:
+        users = sorted({u for u, _ in uploads})
+        with session_scope() as session:
+            names = {
+                (u, n)
+                for chunk in _chunks(users)
+                for u, n in session.execute(
+                    select(WeightsFile.user_id, WeightsFile.name).where(WeightsFile.user_id.in_(chunk))
+                )
+            }
+        gone = [o for k, o in uploads.items() if k not in names and o.modified < cutoff]
+        store.delete(o.key for o in gone)
+        swept.removed += [f"{store.describe()}{o.key}" for o in gone]
+        swept.bytes += sum(o.size for o in gone)
+    aborted = store.abort_stale_uploads(cutoff)
+    if aborted:
+        log.info("orphan sweep: aborted %d unfinished multipart upload(s)", aborted)
+
+
+def _scratch_folders(store: S3Store, grace_s: float, swept: Swept) -> None:
+    """This host's working copies (S3) of jobs that are over or gone: what a worker killed
+    mid-job left behind (a running job's folder is its worker's; a queued job's is cleared by
+    whichever worker on this host starts it)."""
+    root = store.local_path("jobs")
+    if not root.is_dir():
+        return
+    folders = {int(e.name): root / e.name for e in os.scandir(root) if e.name.isdigit() and e.name == str(int(e.name))}
+    if not folders:
+        return
+    with session_scope() as session:
+        active = {
+            i
+            for chunk in _chunks(sorted(folders))
+            for i in session.scalars(select(Job.id).where(Job.id.in_(chunk), Job.status.in_(ACTIVE_STATUSES)))
+        }
+    cutoff = time.time() - grace_s
+    for job_id, path in folders.items():
+        try:
+            if job_id in active or newest_mtime(path) >= cutoff:
+                continue
+        except OSError:
+            continue
+        _remove(path, swept, str(path))
 
 
 def _job_folders(artifact_dir: Path, grace_s: float, swept: Swept) -> None:

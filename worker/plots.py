@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cttv2_engine.files import atomic_write
-from service.artifacts.paths import job_dir
+from service.artifacts.store import get_store, job_key
 from service.core.config import Settings
 from service.jobs.models import Job, JobMetric, JobStatus
 from worker import artifacts
@@ -111,14 +111,22 @@ def write_curves(settings: Settings, job_id: int) -> bool:
     title = f"job {job.id}" + (f" ({job.name})" if job.name else "") + f": {job.algorithm}"
     if base is not None:
         title += f" vs digital baseline (job {base.id})"
-    render(job_dir(settings.artifact_dir, job_id) / CURVES, series, baseline, title)
+    target = get_store(settings).local_path(job_key(job_id, CURVES))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    render(target, series, baseline, title)
     return base is not None
 
 
 def _redraw_and_register(settings: Settings, job_id: int) -> None:
+    """Another (finished) job's curves.png, drawn again here and put in the store."""
+    store = get_store(settings)
     write_curves(settings, job_id)
-    root = job_dir(settings.artifact_dir, job_id)
-    info = artifacts.describe(root, root / CURVES, "plot")
+    path = store.local_path(job_key(job_id, CURVES))
+    try:
+        info = artifacts.publish(store, job_id, path, "plot")
+    finally:
+        if not store.is_local:
+            path.unlink(missing_ok=True)  # a scratch copy of a job this worker does not run
     with_retry(lambda s: artifacts.upsert(s, job_id, info), what="register curves")
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cttv2_engine.types import Progress
-from service.artifacts.paths import job_dir
+from service.artifacts.store import get_store
 from service.core.config import Settings
 from service.core.db import dialect_name, utcnow
 from service.jobs.events import add_event
@@ -45,6 +45,8 @@ class JobReporter:
             what="log seq",
         )
         self._lock = threading.Lock()
+        self.store = get_store(settings)
+        self._published: dict[str, str] = {}  # name -> sha256 uploaded by this attempt
 
     # -- writes ---------------------------------------------------------------------------
     def _write(self, what: str, fn=None, **job_values: Any) -> None:
@@ -150,8 +152,10 @@ class JobReporter:
 
     # -- artifacts ------------------------------------------------------------------------
     def register(self, path: Path, kind: str) -> None:
-        root = job_dir(self.settings.artifact_dir, self.lease.job_id)
-        info = artifacts.describe(root, path, kind)
+        """Put a complete file in the store, then its row (listed and served from then on).
+        A worker that lost its lease uploads nothing: the job's new owner writes those keys."""
+        self._check_lease()
+        info = artifacts.publish(self.store, self.lease.job_id, path, kind, self._published)
         self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import select
 
 from cttv2_engine.types import RunContext
-from service.artifacts.paths import job_dir
+from service.artifacts.models import Artifact
+from service.artifacts.store import ArtifactStore, S3Store, StoreError, get_store, job_key
 from service.core.config import Settings
 from service.core.db import utcnow
 from service.core.log_context import job_id_var, request_id_var
@@ -28,17 +29,46 @@ from worker.weights import weights_dir_for
 log = logging.getLogger("cttv2.worker.runner")
 
 
-def _resume_point(settings: Settings, job: Job) -> Path | None:
-    own = job_dir(settings.artifact_dir, job.id) / "checkpoints" / "latest.pt"
-    if own.exists():
+LATEST = "checkpoints/latest.pt"
+
+
+def _resume_point(store: ArtifactStore, job: Job) -> Path | None:
+    """The job's own latest checkpoint (an earlier attempt's, on any host), else the
+    checkpoint resume_from names; on S3 downloaded to this host first."""
+    own = store.fetch(job_key(job.id, LATEST)) if store.is_local else _fetch_registered(store, job.id, LATEST)
+    if own is not None:
         return own
     if job.resume_from:
         checkpoint = job.resume_from.get("checkpoint", "latest")
-        src = job_dir(settings.artifact_dir, int(job.resume_from["job"])) / "checkpoints" / f"{checkpoint}.pt"
-        if not src.exists():
-            raise JobInputError(f"resume_from: job {job.resume_from['job']} has no {src.name} checkpoint")
+        other = int(job.resume_from["job"])
+        src = store.fetch(job_key(other, f"checkpoints/{checkpoint}.pt"), _input_path(store, job.id, other, checkpoint))
+        if src is None:
+            raise JobInputError(f"resume_from: job {job.resume_from['job']} has no {checkpoint}.pt checkpoint")
         return src
     return None
+
+
+def _fetch_registered(store: ArtifactStore, job_id: int, name: str) -> Path | None:
+    """On S3, only a file with a row: the row is written after the upload completes, and a
+    deleted job's objects (removed after its rows) never pass for a new job's with its id."""
+    row = with_retry(
+        lambda s: s.scalar(select(Artifact.id).where(Artifact.job_id == job_id, Artifact.name == name)),
+        what="find checkpoint",
+    )
+    return store.fetch(job_key(job_id, name)) if row is not None else None
+
+
+def _input_path(store: ArtifactStore, job_id: int, other: int, what: str) -> Path:
+    """Where a file of another job that this job starts from is downloaded (S3): inside this
+    job's scratch folder, removed with it."""
+    return store.local_path(job_key(job_id, f".inputs/job-{other}-{what}"))
+
+
+def _job_weights(store: ArtifactStore, job_id: int, other: int) -> Path:
+    """model.pretrained.job: that job's weights.safetensors, as a local file (the engine
+    reports a clear error when it is missing)."""
+    key = job_key(other, "weights.safetensors")
+    return store.fetch(key, _input_path(store, job_id, other, "weights.safetensors")) or store.local_path(key)
 
 
 class JobInputError(Exception):
@@ -97,9 +127,6 @@ def _log_taken_instead(named: int, taken: int) -> None:
 
 
 def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str:
-    from cttv2_engine import run as engine_run
-    from cttv2_engine.spec import JobSpec
-
     job = with_retry(lambda s: s.get(Job, lease.job_id), what="load job")
     reporter.on_log(f"attempt {lease.attempt} on worker {lease.worker_id}")
     # The user's storage quota (CTTV2_MAX_STORAGE_MB_PER_USER), used up since the job was
@@ -107,28 +134,47 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
     use = with_retry(lambda s: storage.usage(s, settings, job.user_id), what="read storage usage")
     if use.full:
         return _fail(lease, reporter, storage.CODE, use.job_message())
-    workdir = job_dir(settings.artifact_dir, job.id)
+    store = get_store(settings)
+    workdir = store.local_path(job_key(job.id))
     try:
+        if isinstance(store, S3Store):  # this host's copy starts empty: the store has the job's files
+            store.clear_scratch(job_key(job.id))
         workdir.mkdir(parents=True, exist_ok=True)
         artifacts.check_writable(workdir)
+        if isinstance(store, S3Store):  # reachable, and these credentials may write
+            store.check(job_key(job.id))
     except OSError as exc:
+        where = store.describe() if isinstance(exc, StoreError) else workdir
         return _fail(
             lease,
             reporter,
             "artifact_store_error",
-            f"cannot write job files in the artifact store: {exc.strerror or exc} ({workdir})",
+            f"cannot write job files in the artifact store: {exc.strerror or exc} ({where})",
         )
     try:
+        return _train(settings, store, lease, reporter, job, workdir)
+    finally:
+        if isinstance(store, S3Store):  # everything worth keeping is in the store now
+            store.clear_scratch(job_key(job.id))
+
+
+def _train(
+    settings: Settings, store: ArtifactStore, lease: Lease, reporter: JobReporter, job: Job, workdir: Path
+) -> str:
+    from cttv2_engine import run as engine_run
+    from cttv2_engine.spec import JobSpec
+
+    try:
         spec = JobSpec.model_validate(job.spec)
-        resume = _resume_point(settings, job)
+        resume = _resume_point(store, job)
         if resume is not None:
-            reporter.on_log(f"resuming from {resume.relative_to(settings.artifact_dir)}")
+            reporter.on_log(f"resuming from {resume.relative_to(store.local_path(''))}")
         context = RunContext(
             data_dir=Path(settings.data_dir),
-            weights_dir=weights_dir_for(settings, job),
+            weights_dir=weights_dir_for(settings, store, job),
             compute=settings.device,
             num_threads=settings.worker_threads,
-            job_weights=lambda other: job_dir(settings.artifact_dir, other) / "weights.safetensors",
+            job_weights=lambda other: _job_weights(store, job.id, other),
         )
         result = engine_run(spec, workdir=workdir, callbacks=reporter, resume_from=resume, context=context)
     except (LeaseLost, *RETRYABLE):
@@ -149,7 +195,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         ok = finish(lease, JobStatus.SUCCEEDED, result=result_payload(result, job))
         if ok:
             plots.after_finish(settings, job.id, drew_baseline)
-            _prune_checkpoints(settings, job.id, workdir)
+            _prune_checkpoints(settings, store, job.id)
         return JobStatus.SUCCEEDED if ok else "lease_lost"
     reason = reporter.stop_reason or "shutdown"
     if reason == "cancelled":
@@ -178,17 +224,17 @@ def result_payload(result, job: Job) -> dict[str, Any]:
     }
 
 
-def _prune_checkpoints(settings: Settings, job_id: int, workdir: Path) -> None:
+def _prune_checkpoints(settings: Settings, store: ArtifactStore, job_id: int) -> None:
     """The retention setting (keep_checkpoints) on a succeeded job; a failure only logs (the
     job has succeeded; `cttv2 admin purge` and the orphan sweep clean up later)."""
     if settings.keep_checkpoints == "best_and_latest":
         return
     try:
         pruned = with_retry(
-            lambda s: artifacts.prune_checkpoints(s, workdir, job_id, settings.keep_checkpoints),
+            lambda s: artifacts.prune_checkpoints(s, job_id, settings.keep_checkpoints),
             what="prune checkpoints",
         )
-        artifacts.unlink_pruned(workdir, pruned)
+        artifacts.unlink_pruned(store, job_id, pruned)
     except Exception as exc:  # noqa: BLE001 - never worth more than a log line
         log.warning("job %s: could not prune checkpoints: %s", job_id, exc)
 
@@ -226,6 +272,8 @@ def classify_failure(exc: BaseException, workdir: Path | None = None) -> tuple[s
     for _ in range(10):
         if cause is None:
             break
+        if isinstance(cause, StoreError):
+            return "artifact_store_error", str(cause)
         if isinstance(cause, OSError) and cause.errno in STORAGE_ERRNOS:
             where = f" ({cause.filename})" if getattr(cause, "filename", None) else ""
             return "artifact_store_error", f"cannot write job files: {cause.strerror or cause}{where}"

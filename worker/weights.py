@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.artifacts.store import ArtifactStore, get_store, job_key, sha256_of, weights_key
 from service.core.config import Settings
 from service.core.db import utcnow
 from service.jobs.models import Job
 from service.weights.models import WeightsFile
 from service.weights.service import user_dir
-from worker.artifacts import sha256_of
 from worker.db import with_retry
 
 log = logging.getLogger("cttv2.worker.weights")
@@ -29,10 +29,15 @@ def validate_upload(settings: Settings, weights_id: int) -> str:
     record = with_retry(lambda s: s.get(WeightsFile, weights_id), what="load weights")
     if record is None or record.status != "pending":
         return "ignored"
-    path = user_dir(record.user_id, settings.weights_dir) / record.name
+    store = get_store(settings)
+    key = weights_key(record.user_id, record.name)
     error = None
+    path = None
     try:
-        if sha256_of(path) != record.sha256:
+        path = store.fetch(key)
+        if path is None:
+            error = "the stored file is missing"
+        elif sha256_of(path) != record.sha256:
             error = "the stored file does not match the uploaded one (sha256 differs)"
         else:
             summary = validate_weights_file(path, record.arch, record.img_size)
@@ -44,6 +49,9 @@ def validate_upload(settings: Settings, weights_id: int) -> str:
     except Exception as exc:
         log.exception("weights %s: unexpected validation failure", weights_id)
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    finally:
+        if path is not None and not store.is_local:
+            path.unlink(missing_ok=True)  # a scratch copy
     status = "invalid" if error else "valid"
 
     def tx(session: Session) -> None:
@@ -57,8 +65,9 @@ def validate_upload(settings: Settings, weights_id: int) -> str:
     return status
 
 
-def weights_dir_for(settings: Settings, job: Job) -> Path:
-    """The user's own valid upload of the pretrained name wins over a server-wide file."""
+def weights_dir_for(settings: Settings, store: ArtifactStore, job: Job) -> Path:
+    """The user's own valid upload of the pretrained name wins over a server-wide file. On
+    S3 the upload is downloaded into the job's scratch folder first."""
     name = ((job.spec.get("model") or {}).get("pretrained") or {}).get("weights")
     if name:
         own = user_dir(job.user_id, settings.weights_dir)
@@ -71,5 +80,9 @@ def weights_dir_for(settings: Settings, job: Job) -> Path:
             what="find weights",
         )
         if valid is not None:
-            return own
+            if store.is_local:
+                return own
+            folder = store.local_path(job_key(job.id, ".inputs/weights"))
+            if store.fetch(weights_key(job.user_id, name), folder / name) is not None:
+                return folder
     return Path(settings.weights_dir)

@@ -1,25 +1,23 @@
-"""Streaming one file from disk with single-range support (RFC 9110), checksum headers and
-no more than one chunk in memory.
+"""Streaming one stored file with single-range support (RFC 9110), checksum headers and no
+more than one chunk in memory, from either backend of the artifact store.
 
-The file is opened once and everything (size, bytes) comes from that descriptor: a
-checkpoint the worker atomically replaces mid-download does not mix two versions.
+Everything (size, sha256, bytes) comes from one opened version: a local file's descriptor,
+or an object read with If-Match on the ETag its HEAD gave. A checkpoint the worker replaces
+mid-download does not mix two versions.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import quote
 
 from fastapi.responses import StreamingResponse
 
+from service.artifacts.store import Blob
 from service.core.errors import APIError
 
-CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -56,29 +54,18 @@ def _unsatisfiable(size: int) -> RangeNotSatisfiable:
     )
 
 
-def _chunks(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
-    try:
-        fh.seek(start)
-        while length > 0:
-            chunk = fh.read(min(CHUNK, length))
-            if not chunk:
-                break
-            length -= len(chunk)
-            yield chunk
-    finally:
-        fh.close()
-
-
-def file_response(
-    path: Path, name: str, sha256: str, range_header: str | None, if_range: str | None
+def blob_response(
+    blob: Blob, name: str, sha256: str, range_header: str | None, if_range: str | None
 ) -> StreamingResponse:
-    fh = open(path, "rb")  # noqa: SIM115 - closed by _chunks when the body ends or is dropped
+    """The stored file (or one range of it), streamed a chunk at a time; `blob` is closed
+    when the body ends or the client goes."""
+    size = blob.size
+    sha256 = blob.sha256 or sha256  # the object's own checksum when the store keeps one
     try:
-        size = os.fstat(fh.fileno()).st_size
         etag = f'"{sha256}"'
         wanted = None if (if_range and if_range.strip() != etag) else parse_range(range_header, size)
     except BaseException:
-        fh.close()
+        blob.close()
         raise
     filename = name.rsplit("/", 1)[-1]
     headers = {
@@ -90,10 +77,17 @@ def file_response(
     media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     if wanted is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(_chunks(fh, 0, size), media_type=media_type, headers=headers)
+        return StreamingResponse(_body(blob, 0, size), media_type=media_type, headers=headers)
     start, end = wanted
     headers["Content-Length"] = str(end - start + 1)
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return StreamingResponse(
-        _chunks(fh, start, end - start + 1), status_code=206, media_type=media_type, headers=headers
+        _body(blob, start, end - start + 1), status_code=206, media_type=media_type, headers=headers
     )
+
+
+def _body(blob: Blob, start: int, length: int) -> Iterator[bytes]:
+    try:
+        yield from blob.chunks(start, length)
+    finally:
+        blob.close()

@@ -4,7 +4,6 @@ from fastapi import APIRouter, Header, Path
 from fastapi.responses import StreamingResponse
 
 from service.artifacts import service
-from service.artifacts.download import file_response
 from service.artifacts.schemas import ArtifactList, ArtifactOut
 from service.core.deps import ID, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
@@ -26,6 +25,7 @@ def list_job_artifacts(job_id: ID, user: CurrentUser, session: SessionDep) -> Ar
         206: {"description": "the requested byte range"},
         404: {"model": ErrorResponse},
         416: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
     },
 )
 def download_job_artifact(
@@ -36,8 +36,6 @@ def download_job_artifact(
     range_header: str | None = Header(None, alias="range", max_length=200),
     if_range: str | None = Header(None, alias="if-range", max_length=200),
 ) -> StreamingResponse:
-    """The file, streamed from disk; Range gives 206; ETag and X-Checksum-SHA256 carry its sha256."""
-    artifact, path = service.locate(session, user, job_id, name)
-    sha256, stored_name = artifact.sha256, artifact.name
-    session.close()  # a 2 GB download holds no database connection
-    return file_response(path, stored_name, sha256, range_header, if_range)
+    """The file, streamed from the artifact store; Range gives 206; ETag and X-Checksum-SHA256
+    carry its sha256."""
+    return service.download(session, user, job_id, name, range_header, if_range)

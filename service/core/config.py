@@ -7,6 +7,7 @@ Production sets CTTV2_DATABASE_URL=postgresql+psycopg://... and CTTV2_BROKER_URL
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 _BROKER_SCHEMES = ("filesystem", "redis", "rediss", "memory")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class Settings(BaseSettings):
@@ -26,6 +28,11 @@ class Settings(BaseSettings):
     broker_url: str = Field("", description="default: filesystem broker under state_dir")
     # Default: a folder under state_dir (a factory that sees the validated state_dir).
     artifact_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "artifacts")
+    # Where job files and uploaded weights live (service.artifacts.store): file:///path (a
+    # folder: ARTIFACT_DIR when empty) or s3://bucket/prefix (an S3-compatible object store,
+    # configured by boto3's AWS_* settings; then nothing is shared between hosts but the
+    # database, the broker and the store).
+    artifact_url: str = Field("", description="file:///path or s3://bucket/prefix; default: ARTIFACT_DIR")
     data_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "data")
     weights_dir: Path = Field(default_factory=lambda data: data["state_dir"] / "weights")
     queue_name: str = Field("cttv2", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -89,6 +96,21 @@ class Settings(BaseSettings):
             raise ValueError(f"scheme must be one of {', '.join(_DB_SCHEMES)} (got {v.split(':', 1)[0]!r})")
         return v
 
+    @field_validator("artifact_url")
+    @classmethod
+    def _artifact_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        scheme, sep, rest = v.partition("://")
+        if not sep or scheme not in ("file", "s3"):
+            raise ValueError(f"must start with file:// or s3:// (got {v[:40]!r})")
+        if scheme == "file" and not rest.startswith("/"):
+            raise ValueError("file:// needs an absolute path (file:///srv/cttv2/artifacts)")
+        if scheme == "s3" and not _BUCKET.match(rest.split("/", 1)[0]):
+            raise ValueError("s3://BUCKET/prefix: a bucket name of 3-63 lowercase letters, digits, dots and hyphens")
+        return v
+
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, v: str) -> str:
@@ -103,6 +125,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{state / 'cttv2.db'}"
         if not self.broker_url:
             self.broker_url = "filesystem://"
+        if self.artifact_url.startswith("file://"):
+            self.artifact_dir = Path(self.artifact_url.removeprefix("file://"))
         self.artifact_dir = self.artifact_dir.absolute()
         self.data_dir = self.data_dir.absolute()
         self.weights_dir = self.weights_dir.absolute()
@@ -113,6 +137,21 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def artifact_backend(self) -> Literal["file", "s3"]:
+        return "s3" if self.artifact_url.startswith("s3://") else "file"
+
+    @property
+    def s3_location(self) -> tuple[str, str]:
+        """(bucket, prefix) of an s3:// artifact_url."""
+        bucket, _, prefix = self.artifact_url.removeprefix("s3://").partition("/")
+        return bucket, prefix.strip("/")
+
+    @property
+    def scratch_dir(self) -> Path:
+        """This host's working copies of job files when the store is remote (S3)."""
+        return self.state_dir.absolute() / "scratch"
 
     @property
     def broker_dir(self) -> Path:

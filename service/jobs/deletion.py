@@ -1,5 +1,6 @@
 """Deleting finished jobs: their rows (the job, and by ON DELETE CASCADE its events, metrics,
-log lines, tags (job_tags) and artifact rows) and their files (ARTIFACT_DIR/jobs/<id>/). Used by
+log lines, tags (job_tags) and artifact rows) and their files (ARTIFACT_DIR/jobs/<id>/, or the
+objects under jobs/<id>/ on the S3 store: `_delete_stored`). Used by
 DELETE /v1/jobs/{id}, DELETE /v1/sweeps/{id} and `cttv2 admin purge`.
 
 Rows and files go together without a shared transaction:
@@ -38,7 +39,9 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from service.artifacts.models import Artifact
 from service.artifacts.paths import job_dir
+from service.artifacts.store import S3Store, StoreError, get_store, job_key
 from service.core.db import execute_count
 from service.core.errors import Conflict, NotFound
 from service.jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job
@@ -151,6 +154,9 @@ def delete_jobs(session: Session, artifact_dir: Path, jobs: Sequence[Job], what:
     """Delete terminal jobs, rows and files (see the module's docstring). Commits. Raises
     Conflict (nothing deleted) if one is active or another active job starts from one."""
     check_deletable(session, jobs, what)
+    store = get_store()
+    if isinstance(store, S3Store):
+        return _delete_stored(session, store, jobs, what)
     out = Deleted(job_ids=[j.id for j in jobs])
     now = datetime.now(UTC)
     moved: list[tuple[Path, Path]] = []  # (trash, original)
@@ -181,6 +187,40 @@ def delete_jobs(session: Session, artifact_dir: Path, jobs: Sequence[Job], what:
         remove_tree(trash)
     log.info("deleted job(s) %s (%d bytes)", ", ".join(map(str, out.job_ids)), out.bytes)
     return out
+
+
+def _delete_stored(session: Session, store: S3Store, jobs: Sequence[Job], what: str) -> Deleted:
+    """The S3 store (no folder to rename): the rows are deleted and committed, then each
+    job's objects. A crash or a store error in between leaves objects with no job row, which
+    the orphan sweep removes; a new job never reads them, since a worker only resumes from a
+    checkpoint that has a row."""
+    ids = [j.id for j in jobs]
+    out = Deleted(job_ids=ids)
+    try:
+        out.bytes = stored_bytes(session, ids)
+        n = execute_count(session, delete(Job).where(Job.id.in_(ids), Job.status.in_(TERMINAL_STATUSES)))
+        if n != len(ids):
+            raise NotFound(f"{what} not found (deleted meanwhile)")
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.expunge_all()
+    for job_id in ids:
+        try:
+            store.delete_prefix(job_key(job_id))
+        except StoreError as exc:
+            log.warning("job %s: files left for the orphan sweep: %s", job_id, exc)
+    log.info("deleted job(s) %s (%d bytes)", ", ".join(map(str, ids)), out.bytes)
+    return out
+
+
+def stored_bytes(session: Session, job_ids: Iterable[int]) -> int:
+    """Bytes of the jobs' registered files (their artifact rows)."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    return int(session.scalar(select(func.coalesce(func.sum(Artifact.size), 0)).where(Artifact.job_id.in_(ids))) or 0)
 
 
 def files_size(artifact_dir: Path, job_ids: Iterable[int]) -> int:
@@ -215,7 +255,8 @@ def purge(
         ids = [j.id for j in jobs]  # read now: after a rollback the rows are expired
         if dry_run:
             total.job_ids += ids
-            total.bytes += files_size(artifact_dir, ids)
+            local = get_store().is_local
+            total.bytes += files_size(artifact_dir, ids) if local else stored_bytes(session, ids)
             continue
         try:
             done = delete_jobs(session, artifact_dir, jobs, "job")

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from service.artifacts import service as artifacts
-from service.artifacts.download import file_response
 from service.core.config import get_settings
 from service.core.db import utcnow
 from service.core.deps import ID, SessionDep, SettingsDep
@@ -283,10 +282,7 @@ def job_artifact(
     name: str = Path(max_length=500),
     range_header: str | None = Header(None, alias="range", max_length=200),
 ) -> StreamingResponse:
-    artifact, path = artifacts.locate(session, viewer.user, job_id, name)
-    sha256, stored_name = artifact.sha256, artifact.name
-    session.close()
-    return file_response(path, stored_name, sha256, range_header, None)
+    return artifacts.download(session, viewer.user, job_id, name, range_header, None)
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -33,7 +33,7 @@ async def upload_weights(request: Request, user: CurrentUser, session: SessionDe
     settings = get_settings()
     use = await run_in_threadpool(storage.usage, session, settings, user.id)
     await run_in_threadpool(session.close)  # no connection held while the file streams in
-    received = await upload.receive(request, service.user_dir(user.id), settings.max_upload_mb << 20, use)
+    received = await upload.receive(request, service.receive_folder(user.id), settings.max_upload_mb << 20, use)
     record = await run_in_threadpool(service.create, session, user, received)
     return WeightsOut.model_validate(record)
 

@@ -4,7 +4,6 @@ worker (the API has no torch) with weights_only loading against the declared arc
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from cttv2_engine.registry import check_model, get_model_config
 from cttv2_engine.spec import SAFE_NAME
+from service.artifacts.store import StoreError, get_store, weights_key
 from service.core import broker
 from service.core.config import get_settings
 from service.core.errors import Conflict, NotFound, Unavailable, field_error
@@ -29,8 +29,16 @@ SUFFIXES = (".safetensors", ".pt", ".pth")
 
 
 def user_dir(user_id: int, weights_dir: Path | None = None) -> Path:
-    """A user's uploads; the worker hands this folder to the engine as its weights dir."""
+    """A user's uploads on the local store; the worker hands this folder to the engine as
+    its weights dir."""
     return Path(weights_dir or get_settings().weights_dir) / "users" / str(user_id)
+
+
+def receive_folder(user_id: int) -> Path:
+    """Where an upload streams to before it is stored: beside its final place on the local
+    store (then a rename puts it there), this host's scratch folder on S3."""
+    store = get_store()
+    return store.local_path(weights_key(user_id)) if store.is_local else get_settings().scratch_dir / "uploads"
 
 
 def _checked_fields(upload: Upload) -> tuple[str, str, int | None]:
@@ -86,9 +94,14 @@ def create(session: Session, user: User, upload: Upload) -> WeightsFile:
                 code="name_taken",
                 error=Conflict,
             ) from None
-        final = user_dir(user.id) / name
         assert upload.path is not None  # receive() returned: the file part was written
-        os.replace(upload.path, final)
+        # Into the store while the row is uncommitted (its unique name reserved): a failed
+        # upload leaves no row, a failed commit a file with no row (the orphan sweep's).
+        try:
+            get_store().put(weights_key(user.id, name), upload.path, upload.sha256)
+        except StoreError as exc:
+            session.rollback()
+            raise Unavailable(f"{exc}; upload again shortly") from None
         upload.path = None
         session.commit()
     finally:
@@ -96,7 +109,7 @@ def create(session: Session, user: User, upload: Upload) -> WeightsFile:
     if not broker.try_publish(broker.VALIDATE_WEIGHTS_TASK, record.id):
         session.delete(record)
         session.commit()
-        final.unlink(missing_ok=True)
+        get_store().delete([weights_key(user.id, name)])
         raise Unavailable("the work queue is unreachable; upload again shortly")
     return record
 
@@ -138,10 +151,13 @@ def delete(session: Session, user: User, weights_id: int) -> None:
             f"{', '.join(map(str, used[:10]))}: cancel it first or wait until it ends",
             code="weights_in_use",
         )
-    path = weights_path(record.user_id, record.name)
+    key = weights_key(record.user_id, weights_path(record.user_id, record.name).name)
     session.delete(record)
     session.commit()
-    path.unlink(missing_ok=True)
+    try:
+        get_store().delete([key])
+    except StoreError as exc:  # the row is gone: the orphan sweep removes the file later
+        log.warning("weights %s: file left for the orphan sweep: %s", weights_id, exc)
 
 
 def weights_path(user_id: int, name: str, weights_dir: Path | None = None) -> Path:

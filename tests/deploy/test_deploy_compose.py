@@ -16,10 +16,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DIRS = {
-    "CTTV2_ARTIFACT_DIR": "artifacts",
     "CTTV2_DATA_DIR": "data",
     "CTTV2_WEIGHTS_DIR": "weights",
 }
+WORKER_HOST = ROOT / "docker" / "worker-host.compose.yml"
 CTTV2_SERVICES = ("migrate", "api", "worker-gpu0", "worker-cpu")
 WORKERS = ("worker-gpu0", "worker-cpu")
 
@@ -63,8 +63,8 @@ def test_all_services_present(compose):
 
 def test_long_running_services_have_healthchecks(compose):
     for name, service in compose["services"].items():
-        if name == "migrate":
-            assert service.get("restart") == "no", "migrate is one-shot"
+        if name in ("migrate", "minio-bucket"):
+            assert service.get("restart") == "no", f"{name} is one-shot"
             continue
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
@@ -86,7 +86,7 @@ def test_images_pinned(compose):
 
 
 def test_named_volumes_mounted_where_the_settings_point(compose):
-    assert {"artifacts", "data", "weights", "pgdata", "redisdata"} <= set(compose["volumes"])
+    assert {"objects", "data", "weights", "pgdata", "redisdata"} <= set(compose["volumes"])
     for name in ("api", *WORKERS):
         service = compose["services"][name]
         mounts = dict(v.split(":", 1) for v in service["volumes"])
@@ -99,7 +99,7 @@ def test_settings_and_secrets(compose):
         env = compose["services"][name]["environment"]
         assert env["CTTV2_DATABASE_URL"].startswith("postgresql+psycopg://cttv2:")
         assert env["CTTV2_DATABASE_URL"].endswith("@postgres:5432/cttv2")
-        assert env["CTTV2_BROKER_URL"] == "redis://redis:6379/0"
+        assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0", env["CTTV2_BROKER_URL"])
         # Secrets come from the environment (.env) and compose refuses to start without them.
         assert re.fullmatch(r"\$\{CTTV2_TOKEN_PEPPER:\?[^}]+\}", env["CTTV2_TOKEN_PEPPER"])
         assert "${POSTGRES_PASSWORD:?" in env["CTTV2_DATABASE_URL"]
@@ -112,6 +112,8 @@ def test_start_order(compose):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["minio-bucket"]["condition"] == "service_completed_successfully", name
+    assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
 
 
 def test_gpu_worker_reserves_one_gpu_and_requires_cuda(compose):
@@ -212,3 +214,40 @@ def test_gpu_workers_override_output_merges_into_a_valid_file(tmp_path):
         if n.startswith("worker-gpu")
     ]
     assert sorted(ids) == ["0", "1"]
+
+
+def test_job_files_live_in_minio_and_no_folder_is_shared_for_them(compose):
+    """The store is MinIO (S3): the API and the workers mount no artifacts volume, so a worker
+    on another host needs nothing from this one but PostgreSQL, Redis and MinIO."""
+    services = compose["services"]
+    assert any(v.endswith(":/data") and v.startswith("objects:") for v in services["minio"]["volumes"])
+    assert "mc mb --ignore-existing store/cttv2" in services["minio-bucket"]["command"][0]
+    for name in CTTV2_SERVICES:
+        env = services[name]["environment"]
+        assert env["CTTV2_ARTIFACT_URL"] == "s3://cttv2/artifacts", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        assert env["AWS_ACCESS_KEY_ID"].startswith("${MINIO_ROOT_USER:?"), name
+        assert env["AWS_SECRET_ACCESS_KEY"].startswith("${MINIO_ROOT_PASSWORD:?"), name
+        assert "CTTV2_ARTIFACT_DIR" not in env, name
+        assert not [v for v in services[name].get("volumes", []) if "artifacts" in v], name
+    # The settings parse: the URL is one the service accepts.
+    from service.core.config import Settings
+
+    assert Settings(artifact_url="s3://cttv2/artifacts").s3_location == ("cttv2", "artifacts")
+
+
+def test_worker_host_file_needs_only_the_database_the_broker_and_the_store():
+    data = yaml.safe_load(WORKER_HOST.read_text())
+    validate_schema(copy.deepcopy(data))
+    (name,) = data["services"]
+    worker = data["services"][name]
+    env = worker["environment"]
+    assert worker["command"] == ["cttv2", "worker"]
+    assert worker["build"] == {"context": "..", "dockerfile": "docker/worker.Dockerfile"}
+    assert "@${CTTV2_LAB_HOST:?" in env["CTTV2_DATABASE_URL"] and "@${CTTV2_LAB_HOST:?" in env["CTTV2_BROKER_URL"]
+    assert env["AWS_ENDPOINT_URL"].startswith("http://${CTTV2_LAB_HOST:?")
+    assert env["CTTV2_ARTIFACT_URL"] == "s3://cttv2/artifacts"
+    mounts = dict(v.split(":", 1) for v in worker["volumes"])
+    assert set(mounts) == {"data", "weights"}, "inputs only: no job files on a worker host's disk to share"
+    for env_name, volume in DIRS.items():
+        assert mounts[volume] == env[env_name]
