@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.results.test_weights import upload, wait_validated
 from tests.support.faults import (
     STEADY,
     STEPS_PER_EPOCH,
@@ -28,6 +27,7 @@ from tests.support.faults import (
 from tests.support.s3 import S3Server, s3_server
 from tests.support.specs import TINY_FP, spec
 from tests.support.stack import FAST_PROTOCOL, ROOT, Stack, running_stack, wait_for_job
+from tests.support.weights import upload, wait_validated
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -4,7 +4,6 @@ weights_only loading against the architecture, and a job fine-tunes from a valid
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from tests.results.conftest import assert_error
 from tests.support.specs import TINY_FP, spec
 from tests.support.stack import wait_for_job
+from tests.support.weights import upload, wait_validated
 
 
 class RunsCode:
@@ -45,22 +45,6 @@ def files(tmp_path_factory):
     (root / "big.pt").write_bytes(os.urandom(1536 * 1024))  # over the 1 MB limit of these stacks
     assert (root / "micro.safetensors").stat().st_size < (1 << 20)
     return root
-
-
-def upload(client, path: Path, **fields):
-    data = {"arch": "swin_micro", **fields}
-    with open(path, "rb") as fh:
-        return client.post("/v1/weights", data=data, files={"file": (path.name, fh, "application/octet-stream")})
-
-
-def wait_validated(client, weights_id: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = client.get(f"/v1/weights/{weights_id}").json()
-        if record["status"] != "pending":
-            return record
-        time.sleep(0.3)
-    raise AssertionError(f"weights {weights_id} still pending after {timeout} s")
 
 
 def test_upload_validate_and_finetune(rstack, alice, bob, files):
