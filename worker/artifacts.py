@@ -5,17 +5,22 @@ job's local folder (the store itself on the local backend, a scratch folder on S
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
-from service.artifacts.store import ArtifactStore, job_key, sha256_of
+from service.artifacts.store import ArtifactStore, StoreError, job_key, sha256_of
 from service.core.db import dialect_name, utcnow
+
+T = TypeVar("T")
 
 # What a finished run leaves behind (name relative to the job dir, kind).
 FINAL_OUTPUTS = (
@@ -53,6 +58,28 @@ def publish(
         if published is not None:
             published[info.name] = info.sha256
     return info
+
+
+def wait_out_store(
+    fn: Callable[[], T], deadline_s: float, max_delay_s: float, on_wait: Callable[[StoreError], None] | None = None
+) -> T:
+    """fn(), retried while the artifact store is unreachable (StoreError), with a growing
+    delay, until deadline_s has passed; then the last StoreError is raised. on_wait is
+    called once, at the first failure."""
+    deadline = time.monotonic() + deadline_s
+    delay = 1.0
+    waited = False
+    while True:
+        try:
+            return fn()
+        except StoreError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if not waited and on_wait is not None:
+                on_wait(exc)
+            waited = True
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
 
 
 def upsert(session: Session, job_id: int, info: ArtifactInfo) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cttv2_engine.types import Progress
-from service.artifacts.store import get_store
+from service.artifacts.store import StoreError, get_store
 from service.core.config import Settings
 from service.core.db import dialect_name, utcnow
 from service.jobs.events import add_event
@@ -155,8 +155,30 @@ class JobReporter:
         """Put a complete file in the store, then its row (listed and served from then on).
         A worker that lost its lease uploads nothing: the job's new owner writes those keys."""
         self._check_lease()
-        info = artifacts.publish(self.store, self.lease.job_id, path, kind, self._published)
+        info = self._publish(path, kind)
         self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
+
+    def _publish(self, path: Path, kind: str) -> artifacts.ArtifactInfo:
+        """An unreachable store (S3 down, MinIO restarting) is waited out like a database
+        outage: the upload is retried until store_retry_deadline_s while training waits and
+        the heartbeat keeps the lease; past it, the job fails with artifact_store_error."""
+        waited: list[StoreError] = []
+
+        def attempt() -> artifacts.ArtifactInfo:
+            self._check_lease()
+            return artifacts.publish(self.store, self.lease.job_id, path, kind, self._published)
+
+        def tell(exc: StoreError) -> None:
+            waited.append(exc)
+            limit = self.settings.store_retry_deadline_s
+            self.on_log(f"artifact store unreachable, retrying for up to {limit:.0f} s: {exc}")
+
+        info = artifacts.wait_out_store(
+            attempt, self.settings.store_retry_deadline_s, self.settings.heartbeat_interval_s, tell
+        )
+        if waited:
+            self.on_log(f"artifact store reachable again: {info.name} uploaded")
+        return info
 
 
 class Heartbeat(threading.Thread):

@@ -15,6 +15,7 @@ from service.core.db import utcnow
 from service.jobs.models import Job
 from service.weights.models import WeightsFile
 from service.weights.service import user_dir
+from worker.artifacts import wait_out_store
 from worker.db import with_retry
 
 log = logging.getLogger("cttv2.worker.weights")
@@ -34,7 +35,13 @@ def validate_upload(settings: Settings, weights_id: int) -> str:
     error = None
     path = None
     try:
-        path = store.fetch(key)
+        # A store outage is waited out (the upload stays pending), not reported as invalid.
+        path = wait_out_store(
+            lambda: store.fetch(key),
+            settings.store_retry_deadline_s,
+            settings.heartbeat_interval_s,
+            lambda exc: log.warning("weights %s: artifact store unreachable, retrying: %s", weights_id, exc),
+        )
         if path is None:
             error = "the stored file is missing"
         elif sha256_of(path) != record.sha256:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=100)
     # How long a worker keeps retrying a database write during an outage before giving up.
     db_retry_deadline_s: float = Field(900.0, gt=0, le=86400)
+    # How long a worker keeps retrying an upload to the artifact store (S3 unreachable: MinIO
+    # restarting) before failing the job; training waits meanwhile, the heartbeat goes on.
+    store_retry_deadline_s: float = Field(900.0, gt=0, le=86400)
 
     auto_migrate: bool = Field(True, description="run `alembic upgrade head` when serve/worker start")
     # Log lines of `cttv2 serve` and `cttv2 worker`: readable text, or one JSON object per line.

@@ -12,6 +12,7 @@ import hashlib
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from tests.support.faults import (
     assert_metrics_complete,
     holder,
     wait_checkpointed_and_running,
+    wait_until,
 )
 from tests.support.s3 import S3Server, s3_server
 from tests.support.specs import TINY_FP, spec
 from tests.support.stack import FAST_PROTOCOL, ROOT, Stack, running_stack, wait_for_job
+from tests.support.tcpproxy import TcpProxy
 from tests.support.weights import upload, wait_validated
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -195,3 +198,42 @@ def test_the_orphan_sweep_removes_objects_without_rows(stack, s3, client):
     keys = s3.keys(stack.prefix)
     assert not set(strays) & set(keys), removed
     assert set(before) <= set(keys), "a job with a row keeps its objects"
+
+
+def test_a_store_outage_mid_job_is_waited_out(stack, s3, client):
+    """The store unreachable for a while (MinIO restarting): the worker keeps retrying its
+    upload while training waits, and the job goes on as the same attempt. Last in this
+    module: it replaces the workers with one that reaches the store through a proxy."""
+    for worker in stack.workers:
+        if worker.alive():
+            worker.signal(signal.SIGTERM)
+            worker.wait(60)
+    proxy = TcpProxy("127.0.0.1", s3.port)
+    try:
+        host = stack.root / "host-c"
+        stack.start_worker(
+            env={**host_env(host.parent, host.name), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        )
+        job = client.post("/v1/jobs", json=STEADY).json()
+        wait_checkpointed_and_running(stack, job["id"], min_epochs=1)
+        proxy.down()
+        wait_until(
+            lambda: any("artifact store unreachable" in line for line in logs(client, job["id"])),
+            60,
+            "the worker to report the store unreachable",
+        )
+        time.sleep(3)  # a few more failed attempts
+        proxy.up()
+        done = wait_for_job(client, job["id"], timeout=300, stack=stack)
+        assert done["status"] == "succeeded", done
+        assert done["attempt"] == 1, "waited out, not requeued"
+        assert any("artifact store reachable again" in line for line in logs(client, job["id"]))
+        assert_metrics_complete(stack, job["id"], epochs=12, steps_per_epoch=STEPS_PER_EPOCH)
+        latest = client.get(f"/v1/jobs/{job['id']}/artifacts/checkpoints/latest.pt")
+        assert hashlib.sha256(latest.content).hexdigest() == latest.headers["x-checksum-sha256"]
+    finally:
+        proxy.close()
+
+
+def logs(client, job_id: int) -> list[str]:
+    return client.get(f"/v1/jobs/{job_id}/logs").json()["lines"]
