@@ -22,6 +22,11 @@ What it does:
    idle and prints submit -> claimed (the job's started_at - created_at, both stamped by the
    database side's clock).
 
+Each phase (3, 4, 5) measures after --warmup seconds (default 3) of the same load, unmeasured:
+a fresh server process spends its first second opening its pool's connections and compiling
+its statements, under the 50 clients' first requests at once (measured: every POST of the
+first 0.5 s took 2.8-3.3 s, set against the floor's cheaper start); errors in the warm-up count.
+
 The clients run in this process (asyncio + httpx) on the same machine as the server, so they
 take CPU from it: the figures are a lower bound for the server.
 """
@@ -69,10 +74,12 @@ class Recorder:
     def __init__(self) -> None:
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, list[str]] = defaultdict(list)
+        self.since = 0.0  # time.monotonic(): latencies of requests sent before are not kept
 
-    def add(self, route: str, seconds: float, ok: bool, detail: str = "") -> None:
-        self.latency[route].append(seconds)
-        if not ok:
+    def add(self, route: str, started: float, seconds: float, ok: bool, detail: str = "") -> None:
+        if started >= self.since:
+            self.latency[route].append(seconds)
+        if not ok:  # an error counts in the warm-up too
             self.errors[route].append(detail)
 
 
@@ -84,14 +91,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def timed(rec: Recorder, route: str, call, expect: int = 200):
-    t0 = time.perf_counter()
+    started, t0 = time.monotonic(), time.perf_counter()
     try:
         r = await call
         ok = r.status_code == expect
-        rec.add(route, time.perf_counter() - t0, ok, "" if ok else f"{r.status_code} {r.text[:120]}")
+        rec.add(route, started, time.perf_counter() - t0, ok, "" if ok else f"{r.status_code} {r.text[:120]}")
         return r if ok else None
     except httpx.HTTPError as exc:
-        rec.add(route, time.perf_counter() - t0, False, repr(exc))
+        rec.add(route, started, time.perf_counter() - t0, False, repr(exc))
         return None
 
 
@@ -143,10 +150,16 @@ async def floor_client(base: str, ids: list[int], until: float, rec: Recorder) -
             await timed(rec, FLOOR, c.get(f"/floor/{random.choice(ids)}"))
 
 
-async def drive(clients: list) -> float:
-    t0 = time.monotonic()
+async def drive(clients: list, rec: Recorder) -> float:
+    """Run the clients; seconds from the end of the warm-up (rec.since) to the last answer."""
     await asyncio.gather(*clients)
-    return time.monotonic() - t0
+    return time.monotonic() - rec.since
+
+
+def phase(rec: Recorder, warmup: float, seconds: float) -> float:
+    """The `until` of a phase of `seconds` measured after `warmup` unmeasured seconds."""
+    rec.since = time.monotonic() + warmup
+    return rec.since + seconds
 
 
 def table(rec: Recorder, wall: dict[str, float]) -> str:
@@ -231,6 +244,12 @@ def main() -> int:
     ap.add_argument("--floor-duration", type=float, default=30.0, help="seconds against the floor route")
     ap.add_argument("--poll-duration", type=float, default=15.0, help="seconds of GET /v1/jobs/{id} only")
     ap.add_argument("--seed-jobs", type=int, default=100_000)
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of each phase's load before its measurement (errors still count; 0: none)",
+    )
     ap.add_argument("--workers", type=int, default=1, help="API processes (cttv2 serve --workers N); the floor too")
     ap.add_argument("--dispatch", type=int, default=5, help="jobs per broker for submit -> claimed (0: skip)")
     args = ap.parse_args()
@@ -268,13 +287,13 @@ def main() -> int:
         )
 
         rec, created = Recorder(), []
-        until = time.monotonic() + args.duration
+        until = phase(rec, args.warmup, args.duration)
         api_wall = asyncio.run(
-            drive([api_client(stack.url, t, lister, deep_cursor, until, rec, created) for t in tokens])
+            drive([api_client(stack.url, t, lister, deep_cursor, until, rec, created) for t in tokens], rec)
         )
         own = {t: ids for t, ids in zip(tokens, _owned(dsn, tokens, created), strict=True)}
-        until = time.monotonic() + args.poll_duration
-        poll_wall = asyncio.run(drive([poll_client(stack.url, t, until, rec, own[t]) for t in tokens if own[t]]))
+        until = phase(rec, args.warmup, args.poll_duration)
+        poll_wall = asyncio.run(drive([poll_client(stack.url, t, until, rec, own[t]) for t in tokens if own[t]], rec))
 
         port = free_port()
         floor_proc = subprocess.Popen(
@@ -303,9 +322,9 @@ def main() -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        until = time.monotonic() + args.floor_duration
+        until = phase(rec, args.warmup, args.floor_duration)
         ids = list(range(lo, hi + 1))
-        floor_wall = asyncio.run(drive([floor_client(floor, ids, until, rec) for _ in range(args.clients)]))
+        floor_wall = asyncio.run(drive([floor_client(floor, ids, until, rec) for _ in range(args.clients)], rec))
 
         with psycopg.connect(dsn) as conn:
             stored = {r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", (created,))}
@@ -317,6 +336,7 @@ def main() -> int:
             f"{args.clients} concurrent clients, {args.duration:.0f} s against cttv2 serve "
             f"({args.workers} process{'es' if args.workers > 1 else ''}) on "
             f"PostgreSQL + Redis, {args.seed_jobs} jobs seeded; floor {args.floor_duration:.0f} s; "
+            f"each phase measured after {args.warmup:.0f} s of warm-up; "
             f"{os.cpu_count()} CPUs shared by server and clients"
         )
         print(table(rec, wall))

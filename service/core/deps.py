@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.core.config import Settings, get_settings
-from service.core.db import get_read_sessionmaker, get_sessionmaker
+from service.core.db import dialect_name, get_read_sessionmaker, get_sessionmaker
 from service.users.models import User
 
 T = TypeVar("T")
@@ -70,21 +70,23 @@ async def get_current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     token = credentials.credentials if credentials else None
-    user = await run_in_threadpool(_authenticate, session, settings, token, _reads_only(request))
+    user = await run_in_threadpool(_authenticate, session, settings, token)
     request.state.user_id = user.id
     return user
 
 
-def _authenticate(session: Session, settings: Settings, token: str | None, release: bool) -> User:
+def _authenticate(session: Session, settings: Settings, token: str | None) -> User:
     from service.users.service import authenticate
 
+    if dialect_name(session) == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # a write's too
     user = authenticate(session, settings, token)
-    if release:
-        # A read in autocommit: ending it costs no round trip and gives the connection back
-        # to the pool while the request waits for its route's hop (many requests queued
-        # between hops, e.g. 200 event streams opening at once, no longer each hold one and
-        # starve the pool). The user stays loaded (expire_on_commit=False).
-        session.commit()
+    # The token read in autocommit (SQLite: no transaction for a read): ending it costs no
+    # round trip and gives the connection back to the pool while the request waits for its
+    # route's hop (many requests queued between hops, e.g. 200 event streams opening at
+    # once, no longer each hold one and starve the pool); a write's transaction begins in
+    # its route. The user stays loaded (expire_on_commit=False).
+    session.commit()
     return user
 
 

@@ -61,7 +61,8 @@ def paginate(session, stmt: Select, id_column, params: PageParams) -> tuple[list
     """Rows of `stmt` after the cursor, newest first, plus the next cursor (None at the end)."""
     if params.after_id is not None:
         stmt = stmt.where(id_column < params.after_id)
-    rows = list(session.scalars(stmt.order_by(id_column.desc()).limit(params.limit + 1)))
+    result = session.execute(stmt.order_by(id_column.desc()).limit(params.limit + 1))
+    rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)  # objects, or rows of columns
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     return rows, (encode_cursor(rows[-1].id) if more and rows else None)

@@ -404,6 +404,32 @@ def wake(max_running: int | None = None) -> bool:
     return publish([found[0].job_id]) == 1
 
 
+def publish_submitted(session: Session, job: Job) -> bool:
+    """publish() for one job just committed in `session` (a submit): the stamp and the
+    re-read of the row are one UPDATE ... RETURNING in that session, in autocommit on
+    PostgreSQL (no second session, no BEGIN/COMMIT round trips). False when the job was not
+    stamped (the broker refused it, a worker has claimed it already, or the stamp failed):
+    the caller reads the row again; the reconciler re-sends an unstamped queued job."""
+    if not broker.try_publish(broker.RUN_JOB_TASK, job.id):
+        return False
+    try:
+        if dialect_name(session) == "postgresql":
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        stamped = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+            .values(enqueued_at=utcnow())
+            .returning(Job),
+            execution_options={"populate_existing": True},
+        ).scalar_one_or_none()
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.warning("could not stamp enqueued_at on job %d: %s", job.id, str(exc).splitlines()[0][:300])
+        return False
+    return stamped is not None
+
+
 def publish(job_ids: Sequence[int]) -> int:
     """Publish each queued job's run message, then stamp enqueued_at on those sent (after the
     job rows are committed). Stops at the first failure: the broker is away, and the

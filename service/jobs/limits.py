@@ -66,21 +66,26 @@ def train_samples(spec: JobSpec) -> int | None:
     return n_classes * per_class
 
 
-def check_active_jobs(session: Session, user: User, adding: int = 1, settings: Settings | None = None) -> None:
+def check_active_jobs(
+    session: Session, user: User, adding: int = 1, settings: Settings | None = None, *, locked: bool = False
+) -> None:
     """Raise RateLimited (429, Retry-After) when `adding` more jobs would take the user past
     max_active_jobs_per_user queued + running jobs, and StorageQuotaExceeded (507) while the
     user's storage quota is used up (new jobs would only add files; every submission, rerun
     and sweep comes through here). On PostgreSQL the user's row is locked for the rest of the
-    transaction, so concurrent submissions of one user count in turn."""
+    transaction (locked=True: the caller has locked it, lock_user), so concurrent submissions
+    of one user count in turn. The count and the storage sums are one query."""
     settings = settings or get_settings()
-    if dialect_name(session) == "postgresql":
-        session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    active = (
-        session.scalar(
-            select(func.count()).select_from(Job).where(Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES))
-        )
-        or 0
+    if not locked:
+        lock_user(session, user.id)
+    active_jobs = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.user_id == user.id, Job.status.in_(ACTIVE_STATUSES))
+        .scalar_subquery()
     )
+    active, artifacts, weights = session.execute(select(active_jobs, *storage.usage_columns(user.id))).one()
+    active = active or 0
     if active + adding > settings.max_active_jobs_per_user:
         raise RateLimited(
             f"you have {active} queued or running jobs; at most {settings.max_active_jobs_per_user} "
@@ -88,4 +93,13 @@ def check_active_jobs(session: Session, user: User, adding: int = 1, settings: S
             code="too_many_active_jobs",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-    storage.check_job(session, settings, user.id)
+    use = storage.use_of(settings, artifacts, weights)
+    if use.full:
+        raise use.job_refused()
+
+
+def lock_user(session: Session, user_id: int) -> None:
+    """On PostgreSQL, lock the user's row until the transaction ends (their submissions take
+    turns); nothing on SQLite (one writer at a time anyway)."""
+    if dialect_name(session) == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())

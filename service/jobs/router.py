@@ -57,7 +57,7 @@ async def list_jobs(
     """Your jobs, newest first, narrowed by any of the filters (all must hold)."""
 
     def work() -> Page[JobOut]:
-        rows, cursor = service.list_page(session, user, page, filters)
+        rows, cursor = service.list_page(session, user, page, filters, rows=True)
         return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
 
     return await in_thread(session, work)
@@ -65,7 +65,7 @@ async def list_jobs(
 
 @router.get("/{job_id}", operation_id="get_job", responses={404: {"model": ErrorResponse}})
 async def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
-    return await in_thread(session, lambda: JobOut.from_row(service.get(session, user, job_id)))
+    return await in_thread(session, lambda: JobOut.from_row(service.get_row(session, user, job_id)))
 
 
 @router.patch(

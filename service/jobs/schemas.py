@@ -164,7 +164,13 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_row(cls, job) -> JobOut:
-        data = {name: getattr(job, name) for name in cls.model_fields if name != "error"}
+        """From a Job, or a row of its columns (a Row's mapping copies in C; extra keys are
+        ignored)."""
+        mapping = getattr(job, "_mapping", None)
+        if mapping is not None:
+            data = dict(mapping)
+        else:
+            data = {name: getattr(job, name) for name in cls.model_fields if name != "error"}
         data["error"] = JobError(code=job.error_code or "error", message=job.error) if job.error else None
         data["tags"] = job.tags or []
         return cls.model_validate(data)

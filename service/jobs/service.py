@@ -7,8 +7,8 @@ import logging
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from service.core.pagination import PageParams, paginate
 from service.device_specs import service as device_specs
 from service.jobs import deletion, lifecycle, limits, references
 from service.jobs.models import Job, JobPriority, JobTag
-from service.jobs.schemas import DeviceSpecRef, JobCreate, JobFilters, JobUpdate
+from service.jobs.schemas import DeviceSpecRef, JobCreate, JobFilters, JobOut, JobUpdate
 from service.users.models import User
 
 log = logging.getLogger("cttv2.jobs")
@@ -32,6 +32,22 @@ def get(session: Session, user: User, job_id: int) -> Job:
     if job is None or job.user_id != user.id:  # another user's job looks missing
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+# What JobOut.from_row reads: the API's reads select these columns as plain rows (no ORM
+# objects to build, the hot routes' largest cost after the round trips).
+OUT_COLUMNS = tuple(
+    getattr(Job, name) for name in (*(n for n in JobOut.model_fields if n != "error"), "error", "error_code")
+)
+_OWN_ROW = select(*OUT_COLUMNS).where(Job.id == bindparam("job_id"), Job.user_id == bindparam("user_id"))
+
+
+def get_row(session: Session, user: User, job_id: int) -> Row:
+    """The job as a row of OUT_COLUMNS (as get: another user's job is a 404)."""
+    row = session.execute(_OWN_ROW, {"job_id": job_id, "user_id": user.id}).first()
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return row
 
 
 def resolve_spec(session: Session, user: User, body: JobCreate) -> tuple[JobSpec, int | None]:
@@ -141,13 +157,16 @@ def submit(
         request["rerun_of"] = rerun_of  # a rerun and a plain submit never replay each other
         request.pop("tags", None)  # copied from the earlier job, whose tags may be edited meanwhile
     request_hash = canonical_hash(request)
-    if idempotency_key:
-        earlier = _by_key(session, user, idempotency_key, request_hash)
-        if earlier is not None:
-            return earlier, True
+    locked = dialect_name(session) == "postgresql"
+    if locked:
+        earlier = _lock_and_find(session, user, idempotency_key, request_hash)
+    else:
+        earlier = _by_key(session, user, idempotency_key, request_hash) if idempotency_key else None
+    if earlier is not None:
+        return earlier, True
     check_priority(user, body.priority)
     spec, resolved_device_id = resolve_spec(session, user, body)
-    limits.check_active_jobs(session, user, 1)
+    limits.check_active_jobs(session, user, 1, locked=locked)
     job = new_job(
         user,
         spec,
@@ -195,6 +214,28 @@ def new_job(user: User, spec: JobSpec, *, tags: Sequence[str] = (), **columns) -
 
 def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | None:
     earlier = session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
+    return _same_request(earlier, request_hash)
+
+
+def _lock_and_find(session: Session, user: User, key: str | None, request_hash: str) -> Job | None:
+    """PostgreSQL: the user's row lock of limits.check_active_jobs, taken first, and the job
+    sent earlier with `key`, in one round trip. The join reads the statement's snapshot, from
+    before a wait on the lock: a concurrent twin that commits meanwhile is found by the
+    unique index (IntegrityError in submit), as before."""
+    if not key:
+        limits.lock_user(session, user.id)
+        return None
+    row = session.execute(
+        select(User.id, Job)
+        .select_from(User)
+        .outerjoin(Job, (Job.user_id == User.id) & (Job.idempotency_key == key))
+        .where(User.id == user.id)
+        .with_for_update(of=User)
+    ).one()
+    return _same_request(row[1], request_hash)
+
+
+def _same_request(earlier: Job | None, request_hash: str) -> Job | None:
     if earlier is not None and earlier.request_hash != request_hash:
         raise Conflict(
             "Idempotency-Key was already used with a different request body",
@@ -204,21 +245,21 @@ def _by_key(session: Session, user: User, key: str, request_hash: str) -> Job | 
 
 
 def enqueue(session: Session, job: Job) -> None:
-    """Publish the committed job (see lifecycle.publish), then read it again: a worker may
-    have claimed it already."""
-    lifecycle.publish([job.id])
-    session.refresh(job)
+    """Publish the committed job (lifecycle.publish_submitted); unless that also gave back
+    the stamped row, read it again: a worker may have claimed it already."""
+    if not lifecycle.publish_submitted(session, job):
+        session.refresh(job)
 
 
 def list_page(
-    session: Session, user: User, params: PageParams, filters: JobFilters | None = None
-) -> tuple[list[Job], str | None]:
-    """A page of the user's jobs, newest first, narrowed by `filters` (all of them: AND).
-    Each filter reads off an index: a tag (user_id, tag, job_id) of job_tags, the page then
-    in that index's order; a name prefix (user_id, name); a sweep (sweep_id, id); the rest
-    (user_id, status, id), (user_id, id) or (user_id, created_at)."""
+    session: Session, user: User, params: PageParams, filters: JobFilters | None = None, *, rows: bool = False
+) -> tuple[list, str | None]:
+    """A page of the user's jobs (rows=True: rows of OUT_COLUMNS), newest first, narrowed by
+    `filters` (all of them: AND). Each filter reads off an index: a tag (user_id, tag, job_id)
+    of job_tags, the page then in that index's order; a name prefix (user_id, name); a sweep
+    (sweep_id, id); the rest (user_id, status, id), (user_id, id) or (user_id, created_at)."""
     f = filters or JobFilters()
-    stmt = select(Job).where(Job.user_id == user.id)
+    stmt = (select(*OUT_COLUMNS) if rows else select(Job)).where(Job.user_id == user.id)
     order = Job.id
     if f.tag is not None:
         stmt = stmt.join(JobTag, JobTag.job_id == Job.id).where(JobTag.user_id == user.id, JobTag.tag == f.tag)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from service.artifacts.models import Artifact
@@ -76,12 +76,9 @@ def quota_bytes(settings: Settings) -> int:
     return settings.max_storage_mb_per_user * MB
 
 
-def usage(session: Session, settings: Settings, user_id: int, *, lock: bool = False) -> StorageUse:
-    """The user's disk usage in one query (two scalar sums: artifacts through the user's jobs,
-    and weights). lock=True on PostgreSQL locks the user's row for the rest of the transaction,
-    so that concurrent uploads of one user count in turn."""
-    if lock and dialect_name(session) == "postgresql":
-        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+def usage_columns(user_id: int) -> tuple[ScalarSelect, ScalarSelect]:
+    """The two scalar sums of the user's usage (artifacts through the user's jobs, and
+    weights), for a SELECT that may ask for more in the same round trip; use_of adds them up."""
     artifacts = (
         select(func.coalesce(func.sum(Artifact.size), 0))
         .select_from(Artifact)
@@ -92,15 +89,21 @@ def usage(session: Session, settings: Settings, user_id: int, *, lock: bool = Fa
     weights = (
         select(func.coalesce(func.sum(WeightsFile.size), 0)).where(WeightsFile.user_id == user_id).scalar_subquery()
     )
-    row = session.execute(select(artifacts, weights)).one()
-    return StorageUse(used=int(row[0] or 0) + int(row[1] or 0), quota=quota_bytes(settings))
+    return artifacts, weights
 
 
-def check_job(session: Session, settings: Settings, user_id: int) -> None:
-    """Raise the 507 when the user's quota is used up (a new job would only add files)."""
-    use = usage(session, settings, user_id)
-    if use.full:
-        raise use.job_refused()
+def use_of(settings: Settings, artifacts: int | None, weights: int | None) -> StorageUse:
+    return StorageUse(used=int(artifacts or 0) + int(weights or 0), quota=quota_bytes(settings))
+
+
+def usage(session: Session, settings: Settings, user_id: int, *, lock: bool = False) -> StorageUse:
+    """The user's disk usage in one query (usage_columns). lock=True on PostgreSQL locks the
+    user's row for the rest of the transaction, so that concurrent uploads of one user count
+    in turn."""
+    if lock and dialect_name(session) == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    row = session.execute(select(*usage_columns(user_id))).one()
+    return use_of(settings, row[0], row[1])
 
 
 def check_upload(session: Session, settings: Settings, user_id: int, size: int) -> None:
