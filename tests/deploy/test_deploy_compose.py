@@ -247,6 +247,7 @@ def test_worker_host_file_needs_only_the_database_the_broker_and_the_store():
     assert "@${CTTV2_LAB_HOST:?" in env["CTTV2_DATABASE_URL"] and "@${CTTV2_LAB_HOST:?" in env["CTTV2_BROKER_URL"]
     assert env["AWS_ENDPOINT_URL"].startswith("http://${CTTV2_LAB_HOST:?")
     assert env["CTTV2_ARTIFACT_URL"] == "s3://cttv2/artifacts"
+    assert "CTTV2_TOKEN_PEPPER" not in env, "a worker checks no API token: its host does not get the secret"
     mounts = dict(v.split(":", 1) for v in worker["volumes"])
     assert set(mounts) == {"data", "weights"}, "inputs only: no job files on a worker host's disk to share"
     for env_name, volume in DIRS.items():
