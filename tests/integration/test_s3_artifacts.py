@@ -231,6 +231,18 @@ def test_a_store_outage_mid_job_is_waited_out(stack, s3, client):
         assert_metrics_complete(stack, job["id"], epochs=12, steps_per_epoch=STEPS_PER_EPOCH)
         latest = client.get(f"/v1/jobs/{job['id']}/artifacts/checkpoints/latest.pt")
         assert hashlib.sha256(latest.content).hexdigest() == latest.headers["x-checksum-sha256"]
+
+        # Unreachable when a job starts (the worker's write check): waited out the same way.
+        proxy.down()
+        later = client.post("/v1/jobs", json=spec(TINY_FP, name="starts-in-an-outage")).json()
+        wait_until(
+            lambda: any("artifact store unreachable" in line for line in logs(client, later["id"])),
+            60,
+            "the starting worker to report the store unreachable",
+        )
+        proxy.up()
+        done = wait_for_job(client, later["id"], timeout=240, stack=stack)
+        assert (done["status"], done["attempt"]) == ("succeeded", 1), done
     finally:
         proxy.close()
 
