@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from service.core.config import get_settings
 from service.core.deps import ID, CurrentUser, SessionDep, in_thread
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams, page_params
@@ -160,11 +159,5 @@ def stream_job_events(
     last_event_id: int | None = Query(None, ge=0, le=2**62, description="as the Last-Event-ID header"),
 ) -> StreamingResponse:
     """Status, progress and metrics events as they happen; ends after the job ends."""
-    service.get(session, user, job_id)
-    session.close()  # the stream polls with short sessions of its own: hold no connection
     after = last_event_id_header if last_event_id_header is not None else (last_event_id or 0)
-    return StreamingResponse(
-        stream.events(job_id, after, get_settings()),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return stream.follow(session, user, job_id, after)

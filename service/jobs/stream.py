@@ -23,12 +23,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import anyio
+from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from service.core.config import Settings, get_settings
 from service.core.db import get_sessionmaker
 from service.jobs.models import TERMINAL_STATUSES, Job, JobEvent
+from service.users.models import User
 
 log = logging.getLogger("cttv2.jobs.stream")
 
@@ -215,3 +218,18 @@ async def events(job_id: int, after_id: int, settings: Settings) -> AsyncIterato
                 return
     finally:
         hub.remove(follower)
+
+
+def follow(session: Session, user: User, job_id: int, after_id: int) -> StreamingResponse:
+    """GET /v1/jobs/{id}/events and the dashboard's /ui/jobs/{id}/events: the job's events
+    after `after_id` as server-sent events, for its owner (another user's job is a 404). The
+    request's connection goes back first: the stream polls with short sessions of its own."""
+    from service.jobs import service as jobs
+
+    jobs.get(session, user, job_id)
+    session.close()
+    return StreamingResponse(
+        events(job_id, after_id, get_settings()),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from service.artifacts import service as artifacts
-from service.core.config import get_settings
 from service.core.db import utcnow
 from service.core.deps import ID, SessionDep, SettingsDep
 from service.core.errors import Forbidden, Unauthorized, invalid_from
@@ -255,14 +254,8 @@ def job_events(
 ) -> StreamingResponse:
     """The API's event stream (GET /v1/jobs/{id}/events), signed in by the session cookie:
     EventSource cannot send an Authorization header."""
-    jobs.get(session, viewer.user, job_id)
-    session.close()
     after = last_event_id_header if last_event_id_header is not None else (last_event_id or 0)
-    return StreamingResponse(
-        stream.events(job_id, after, get_settings()),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return stream.follow(session, viewer.user, job_id, after)
 
 
 @router.get("/jobs/{job_id}/logs")
