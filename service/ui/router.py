@@ -57,6 +57,14 @@ def _safe_next(target: str | None) -> str:
     return f"{PREFIX}/jobs"
 
 
+def next_page_url(page_name: str, cursor: str | None, **filters: str | None) -> str | None:
+    """The link to a list page's next page (None on the last one), keeping its filters."""
+    if not cursor:
+        return None
+    query = {k: v for k, v in {**filters, "cursor": cursor}.items() if v}
+    return f"{PREFIX}/{page_name}?{urlencode(query)}"
+
+
 # -- signing in and out ------------------------------------------------------------------
 
 
@@ -147,7 +155,6 @@ def jobs_page(
         raise invalid_from(exc) from None
     rows, next_cursor = jobs.list_page(session, viewer.user, PageParams(limit=None, cursor=cursor), filters)
     now = utcnow()
-    query = {k: v for k, v in {"status": status, "name": name, "cursor": next_cursor}.items() if v}
     return page(
         request,
         "jobs.html",
@@ -156,7 +163,7 @@ def jobs_page(
         statuses=STATUSES,
         status=status,
         name=name or "",
-        next_url=f"{PREFIX}/jobs?{urlencode(query)}" if next_cursor else None,
+        next_url=next_page_url("jobs", next_cursor, status=status, name=name),
     )
 
 
@@ -321,8 +328,7 @@ def sweeps_page(
         }
         for s in rows
     ]
-    next_url = f"{PREFIX}/sweeps?{urlencode({'cursor': next_cursor})}" if next_cursor else None
-    return page(request, "sweeps.html", viewer=viewer, items=items, next_url=next_url)
+    return page(request, "sweeps.html", viewer=viewer, items=items, next_url=next_page_url("sweeps", next_cursor))
 
 
 def _cell_status(statuses: list[str]) -> str:
@@ -405,8 +411,7 @@ def devices_page(
 ) -> HTMLResponse:
     rows, next_cursor = device_specs.list_page(session, viewer.user, PageParams(limit=None, cursor=cursor))
     items = [{"record": r, "yaml": yaml.safe_dump(r.spec, sort_keys=False)} for r in rows]
-    next_url = f"{PREFIX}/devices?{urlencode({'cursor': next_cursor})}" if next_cursor else None
-    return page(request, "devices.html", viewer=viewer, items=items, next_url=next_url)
+    return page(request, "devices.html", viewer=viewer, items=items, next_url=next_page_url("devices", next_cursor))
 
 
 @router.get("/presets", response_class=HTMLResponse)
