@@ -199,6 +199,18 @@ def test_the_orphan_sweep_removes_objects_without_rows(stack, s3, client):
     assert not set(strays) & set(keys), removed
     assert set(before) <= set(keys), "a job with a row keeps its objects"
 
+    # `cttv2 admin purge` on the store: the dry run counts the bytes in the bucket, the real
+    # one deletes the objects.
+    me = client.get("/v1/users/me").json()["name"]
+    finished = [j["id"] for j in client.get("/v1/jobs").json()["items"]]
+    stored = {k: n for k, n in keys.items() if k.split("/jobs/", 1)[-1].split("/")[0] in map(str, finished)}
+    assert stored
+    dry = stack.cli("admin", "purge", "--older-than", "0d", "--user", me, "--dry-run").stdout
+    assert f"would delete {len(finished)} job(s)" in dry and f"freeing {sum(stored.values())} bytes" in dry, dry
+    stack.cli("admin", "purge", "--older-than", "0d", "--user", me)
+    assert not set(stored) & set(s3.keys(stack.prefix))
+    assert client.get("/v1/jobs").json()["items"] == []
+
 
 def test_a_store_outage_mid_job_is_waited_out(stack, s3, client):
     """The store unreachable for a while (MinIO restarting): the worker keeps retrying its
