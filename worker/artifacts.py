@@ -4,9 +4,7 @@ job's local folder (the store itself on the local backend, a scratch folder on S
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,13 +129,3 @@ def prune_checkpoints(session: Session, job_id: int, keep: str) -> list[str]:
 
 def unlink_pruned(store: ArtifactStore, job_id: int, names: list[str]) -> None:
     store.delete(job_key(job_id, name) for name in names)
-
-
-def check_writable(workdir: Path) -> None:
-    """Fail early (before any training) when the job's folder cannot be written."""
-    probe = workdir / f".probe-{uuid.uuid4().hex}"
-    with open(probe, "wb") as fh:
-        fh.write(b"ok")
-        fh.flush()
-        os.fsync(fh.fileno())
-    probe.unlink()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cttv2_engine.types import RunContext
 from service.artifacts.models import Artifact
-from service.artifacts.store import ArtifactStore, S3Store, StoreError, get_store, job_key
+from service.artifacts.store import ArtifactStore, S3Store, StoreError, check_writable, get_store, job_key
 from service.core.config import Settings
 from service.core.db import utcnow
 from service.core.log_context import job_id_var, request_id_var
@@ -153,7 +153,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         if isinstance(store, S3Store):  # this host's copy starts empty: the store has the job's files
             store.clear_scratch(job_key(job.id))
         workdir.mkdir(parents=True, exist_ok=True)
-        artifacts.check_writable(workdir)
+        check_writable(workdir)
         if isinstance(store, S3Store):  # reachable, and these credentials may write
             _waiting_out(settings, reporter, lambda: store.check(job_key(job.id)))
     except OSError as exc:
@@ -293,7 +293,7 @@ def classify_failure(exc: BaseException, workdir: Path | None = None) -> tuple[s
         cause = cause.__cause__ or cause.__context__
     if workdir is not None:
         try:
-            artifacts.check_writable(workdir)
+            check_writable(workdir)
         except OSError as probe:
             return "artifact_store_error", (
                 f"cannot write job files: {probe.strerror or probe} ({workdir}); "

@@ -75,6 +75,17 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_writable(folder: Path) -> None:
+    """A file written, synced and removed in `folder`: fail early (before any training) when
+    it cannot be written (full disk, read-only mount)."""
+    probe = folder / f".probe-{uuid.uuid4().hex}"
+    with open(probe, "wb") as fh:
+        fh.write(b"ok")
+        fh.flush()
+        os.fsync(fh.fileno())
+    probe.unlink()
+
+
 class LocalStore:
     """Files in ARTIFACT_DIR and WEIGHTS_DIR: the stored file *is* the local file."""
 
@@ -124,12 +135,7 @@ class LocalStore:
     def check(self, key_prefix: str) -> None:
         folder = self.local_path(key_prefix)
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{uuid.uuid4().hex}"
-        with open(probe, "wb") as fh:
-            fh.write(b"ok")
-            fh.flush()
-            os.fsync(fh.fileno())
-        probe.unlink()
+        check_writable(folder)
 
 
 def _file_chunks(fh: BinaryIO, start: int, length: int) -> Iterator[bytes]:
