@@ -100,7 +100,7 @@ def api_download(stack: Stack, token: str, url: str, sha256: str) -> tuple[float
     return seconds, base, peak[0]
 
 
-def serve_with(root: Path, env: dict[str, str], path: Path, sha256: str, size: int, place) -> tuple[Stack, str, str]:
+def serve_with(root: Path, env: dict[str, str], sha256: str, size: int, place) -> tuple[Stack, str, str]:
     """A `cttv2 serve` (no worker) with one queued job whose registered artifact is the file,
     put in place by `place(job_id)`."""
     stack = Stack.create("embedded", root, env)
@@ -184,7 +184,7 @@ def run(tmp: Path, size_mb: int, repeat: int, s3_env: dict[str, str], bucket: st
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
-    stack, token, url = serve_with(local_root, {}, source, sha256, size, place_local)
+    stack, token, url = serve_with(local_root, {}, sha256, size, place_local)
     try:
         api["file"] = [api_download(stack, token, url, sha256) for _ in range(repeat)]
     finally:
@@ -195,7 +195,7 @@ def run(tmp: Path, size_mb: int, repeat: int, s3_env: dict[str, str], bucket: st
     def place_s3(job_id: int) -> None:
         S3Store(bucket, s3_prefix, tmp / "scratch").upload(source, job_key(job_id, NAME), sha256)
 
-    stack, token, url = serve_with(tmp / "api-s3", env, source, sha256, size, place_s3)
+    stack, token, url = serve_with(tmp / "api-s3", env, sha256, size, place_s3)
     try:
         api["s3"] = [api_download(stack, token, url, sha256) for _ in range(repeat)]
     finally:
