@@ -14,7 +14,6 @@ from service.core.config import Settings
 from service.core.db import utcnow
 from service.jobs.models import Job
 from service.weights.models import WeightsFile
-from service.weights.service import user_dir
 from worker.artifacts import wait_out_store
 from worker.db import with_retry
 
@@ -77,7 +76,6 @@ def weights_dir_for(settings: Settings, store: ArtifactStore, job: Job) -> Path:
     S3 the upload is downloaded into the job's scratch folder first."""
     name = ((job.spec.get("model") or {}).get("pretrained") or {}).get("weights")
     if name:
-        own = user_dir(job.user_id, settings.weights_dir)
         valid = with_retry(
             lambda s: s.scalar(
                 select(WeightsFile.id).where(
@@ -88,7 +86,7 @@ def weights_dir_for(settings: Settings, store: ArtifactStore, job: Job) -> Path:
         )
         if valid is not None:
             if store.is_local:
-                return own
+                return store.local_path(weights_key(job.user_id))
             folder = store.local_path(job_key(job.id, ".inputs/weights"))
             if store.fetch(weights_key(job.user_id, name), folder / name) is not None:
                 return folder

@@ -1,5 +1,6 @@
-"""Users' pretrained weights: stored under WEIGHTS_DIR/users/<user_id>/<name>, checked by a
-worker (the API has no torch) with weights_only loading against the declared architecture."""
+"""Users' pretrained weights: stored in the artifact store as weights/users/<user_id>/<name>
+(WEIGHTS_DIR/users/<user_id>/<name> on the local store), checked by a worker (the API has no
+torch) with weights_only loading against the declared architecture."""
 
 from __future__ import annotations
 
@@ -26,12 +27,6 @@ from service.weights.upload import Upload
 log = logging.getLogger("cttv2.weights")
 
 SUFFIXES = (".safetensors", ".pt", ".pth")
-
-
-def user_dir(user_id: int, weights_dir: Path | None = None) -> Path:
-    """A user's uploads on the local store; the worker hands this folder to the engine as
-    its weights dir."""
-    return Path(weights_dir or get_settings().weights_dir) / "users" / str(user_id)
 
 
 def receive_folder(user_id: int) -> Path:
@@ -151,7 +146,7 @@ def delete(session: Session, user: User, weights_id: int) -> None:
             f"{', '.join(map(str, used[:10]))}: cancel it first or wait until it ends",
             code="weights_in_use",
         )
-    key = weights_key(record.user_id, weights_path(record.user_id, record.name).name)
+    key = stored_key(record.user_id, record.name)
     session.delete(record)
     session.commit()
     try:
@@ -160,8 +155,9 @@ def delete(session: Session, user: User, weights_id: int) -> None:
         log.warning("weights %s: file left for the orphan sweep: %s", weights_id, exc)
 
 
-def weights_path(user_id: int, name: str, weights_dir: Path | None = None) -> Path:
-    """An upload's file; the name was checked against SAFE_NAME at upload (no separators)."""
+def stored_key(user_id: int, name: str) -> str:
+    """An upload's key in the store; the name was checked against SAFE_NAME at upload (no
+    separators), and is checked again here before anything is deleted by it."""
     if not SAFE_NAME.match(name) or name in (".", ".."):
         raise ValueError(f"not a plain file name: {name!r}")
-    return user_dir(int(user_id), weights_dir) / name
+    return weights_key(int(user_id), name)
