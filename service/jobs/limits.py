@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from cttv2_engine.semantics import KNOWN_CLASSES
 from cttv2_engine.spec import JobSpec
 from service.core.config import Settings, get_settings
-from service.core.db import dialect_name
 from service.core.errors import APIError, RateLimited, field_error
 from service.jobs.models import ACTIVE_STATUSES, Job
 from service.users import storage
@@ -73,11 +72,11 @@ def check_active_jobs(
     max_active_jobs_per_user queued + running jobs, and StorageQuotaExceeded (507) while the
     user's storage quota is used up (new jobs would only add files; every submission, rerun
     and sweep comes through here). On PostgreSQL the user's row is locked for the rest of the
-    transaction (locked=True: the caller has locked it, lock_user), so concurrent submissions
+    transaction (locked=True: the caller has locked it, storage.lock_user), so concurrent submissions
     of one user count in turn. The count and the storage sums are one query."""
     settings = settings or get_settings()
     if not locked:
-        lock_user(session, user.id)
+        storage.lock_user(session, user.id)
     active_jobs = (
         select(func.count())
         .select_from(Job)
@@ -96,10 +95,3 @@ def check_active_jobs(
     use = storage.use_of(settings, artifacts, weights)
     if use.full:
         raise use.job_refused()
-
-
-def lock_user(session: Session, user_id: int) -> None:
-    """On PostgreSQL, lock the user's row until the transaction ends (their submissions take
-    turns); nothing on SQLite (one writer at a time anyway)."""
-    if dialect_name(session) == "postgresql":
-        session.execute(select(User.id).where(User.id == user_id).with_for_update())

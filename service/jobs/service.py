@@ -22,6 +22,7 @@ from service.device_specs import service as device_specs
 from service.jobs import deletion, lifecycle, limits, references
 from service.jobs.models import Job, JobPriority, JobTag
 from service.jobs.schemas import DeviceSpecRef, JobCreate, JobFilters, JobOut, JobUpdate
+from service.users import storage
 from service.users.models import User
 
 log = logging.getLogger("cttv2.jobs")
@@ -223,7 +224,7 @@ def _lock_and_find(session: Session, user: User, key: str | None, request_hash: 
     before a wait on the lock: a concurrent twin that commits meanwhile is found by the
     unique index (IntegrityError in submit), as before."""
     if not key:
-        limits.lock_user(session, user.id)
+        storage.lock_user(session, user.id)
         return None
     row = session.execute(
         select(User.id, Job)

@@ -100,10 +100,18 @@ def usage(session: Session, settings: Settings, user_id: int, *, lock: bool = Fa
     """The user's disk usage in one query (usage_columns). lock=True on PostgreSQL locks the
     user's row for the rest of the transaction, so that concurrent uploads of one user count
     in turn."""
-    if lock and dialect_name(session) == "postgresql":
-        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    if lock:
+        lock_user(session, user_id)
     row = session.execute(select(*usage_columns(user_id))).one()
     return use_of(settings, row[0], row[1])
+
+
+def lock_user(session: Session, user_id: int) -> None:
+    """On PostgreSQL, lock the user's row until the transaction ends, so that one user's
+    submissions and uploads are counted against their limits in turn; nothing on SQLite
+    (one writer at a time anyway)."""
+    if dialect_name(session) == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 def check_upload(session: Session, settings: Settings, user_id: int, size: int) -> None:
