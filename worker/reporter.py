@@ -7,8 +7,9 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,7 @@ from worker.metrics import upsert_metrics
 log = logging.getLogger("cttv2.worker.reporter")
 
 StopReason = Literal["cancelled", "shutdown", "lease_lost"]
+T = TypeVar("T")
 
 
 class JobReporter:
@@ -153,32 +155,34 @@ class JobReporter:
     # -- artifacts ------------------------------------------------------------------------
     def register(self, path: Path, kind: str) -> None:
         """Put a complete file in the store, then its row (listed and served from then on).
-        A worker that lost its lease uploads nothing: the job's new owner writes those keys."""
-        self._check_lease()
-        info = self._publish(path, kind)
-        self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
+        A worker that lost its lease uploads nothing (checked before every try): the job's
+        new owner writes those keys."""
 
-    def _publish(self, path: Path, kind: str) -> artifacts.ArtifactInfo:
-        """An unreachable store (S3 down, MinIO restarting) is waited out like a database
-        outage: the upload is retried until store_retry_deadline_s while training waits and
-        the heartbeat keeps the lease; past it, the job fails with artifact_store_error."""
-        waited: list[StoreError] = []
-
-        def attempt() -> artifacts.ArtifactInfo:
+        def upload() -> artifacts.ArtifactInfo:
             self._check_lease()
             return artifacts.publish(self.store, self.lease.job_id, path, kind, self._published)
+
+        info = self.waiting_out(upload)
+        self._write("artifact", lambda s: artifacts.upsert(s, self.lease.job_id, info))
+
+    def waiting_out(self, fn: Callable[[], T]) -> T:
+        """fn(), with an unreachable store (S3 down, MinIO restarting) waited out like a
+        database outage: retried until store_retry_deadline_s while the job waits and the
+        heartbeat keeps the lease, both told in the job's log; past it, the StoreError is
+        raised (the job fails with artifact_store_error)."""
+        waited: list[StoreError] = []
 
         def tell(exc: StoreError) -> None:
             waited.append(exc)
             limit = self.settings.store_retry_deadline_s
             self.on_log(f"artifact store unreachable, retrying for up to {limit:.0f} s: {exc}")
 
-        info = artifacts.wait_out_store(
-            attempt, self.settings.store_retry_deadline_s, self.settings.heartbeat_interval_s, tell
+        value = artifacts.wait_out_store(
+            fn, self.settings.store_retry_deadline_s, self.settings.heartbeat_interval_s, tell
         )
         if waited:
-            self.on_log(f"artifact store reachable again: {info.name} uploaded")
-        return info
+            self.on_log("artifact store reachable again")
+        return value
 
 
 class Heartbeat(threading.Thread):

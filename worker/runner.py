@@ -6,9 +6,8 @@ from __future__ import annotations
 import errno
 import logging
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
 
@@ -28,7 +27,6 @@ from worker.reporter import Heartbeat, JobReporter
 from worker.weights import weights_dir_for
 
 log = logging.getLogger("cttv2.worker.runner")
-T = TypeVar("T")
 
 
 LATEST = "checkpoints/latest.pt"
@@ -58,17 +56,6 @@ def _fetch_registered(store: ArtifactStore, job_id: int, name: str) -> Path | No
         what="find checkpoint",
     )
     return store.fetch(job_key(job_id, name)) if row is not None else None
-
-
-def _waiting_out(settings: Settings, reporter: JobReporter, fn: Callable[[], T]) -> T:
-    """fn() with an unreachable store waited out (as the reporter's uploads are), the wait
-    told in the job's log."""
-
-    def tell(exc: StoreError) -> None:
-        limit = settings.store_retry_deadline_s
-        reporter.on_log(f"artifact store unreachable, retrying for up to {limit:.0f} s: {exc}")
-
-    return artifacts.wait_out_store(fn, settings.store_retry_deadline_s, settings.heartbeat_interval_s, tell)
 
 
 def _input_path(store: ArtifactStore, job_id: int, other: int, what: str) -> Path:
@@ -155,7 +142,7 @@ def _run_claimed(settings: Settings, lease: Lease, reporter: JobReporter) -> str
         workdir.mkdir(parents=True, exist_ok=True)
         check_writable(workdir)
         if isinstance(store, S3Store):  # reachable, and these credentials may write
-            _waiting_out(settings, reporter, lambda: store.check(job_key(job.id)))
+            reporter.waiting_out(lambda: store.check(job_key(job.id)))
     except OSError as exc:
         where = store.describe() if isinstance(exc, StoreError) else workdir
         return _fail(
@@ -179,15 +166,15 @@ def _train(
 
     try:
         spec = JobSpec.model_validate(job.spec)
-        resume = _waiting_out(settings, reporter, lambda: _resume_point(store, job))
+        resume = reporter.waiting_out(lambda: _resume_point(store, job))
         if resume is not None:
             reporter.on_log(f"resuming from {resume.relative_to(store.local_path(''))}")
         context = RunContext(
             data_dir=Path(settings.data_dir),
-            weights_dir=_waiting_out(settings, reporter, lambda: weights_dir_for(settings, store, job)),
+            weights_dir=reporter.waiting_out(lambda: weights_dir_for(settings, store, job)),
             compute=settings.device,
             num_threads=settings.worker_threads,
-            job_weights=lambda other: _waiting_out(settings, reporter, lambda: _job_weights(store, job.id, other)),
+            job_weights=lambda other: reporter.waiting_out(lambda: _job_weights(store, job.id, other)),
         )
         result = engine_run(spec, workdir=workdir, callbacks=reporter, resume_from=resume, context=context)
     except (LeaseLost, *RETRYABLE):
