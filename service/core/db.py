@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import JSON, CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -129,14 +129,20 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 
 @lru_cache
-def get_read_sessionmaker() -> sessionmaker[Session]:
-    """Sessions for requests that only read (GET under /v1): on PostgreSQL in autocommit, so a
-    request's statements go without the BEGIN and ROLLBACK round trips around them (under READ
-    COMMITTED each statement of a transaction had its own snapshot anyway: the same reads)."""
+def get_read_engine() -> Engine:
+    """The engine for reads (GET under /v1): on PostgreSQL in autocommit, so a request's
+    statements go without the BEGIN and ROLLBACK round trips around them (under READ COMMITTED
+    each statement of a transaction had its own snapshot anyway: the same reads)."""
     engine = get_engine()
     if engine.dialect.name != "postgresql":
-        return get_sessionmaker()
-    return sessionmaker(bind=engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@lru_cache
+def get_read_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for requests that only read (GET under /v1), on get_read_engine."""
+    return sessionmaker(bind=get_read_engine(), expire_on_commit=False)
 
 
 @contextmanager
@@ -161,6 +167,6 @@ def execute_count(session: Session, statement: Executable) -> int:
     return result.rowcount
 
 
-def dialect_name(session: Session) -> str:
+def dialect_name(db: Session | Connection) -> str:
     """'postgresql' or 'sqlite': where the two need different SQL (upserts, row locks)."""
-    return session.get_bind().dialect.name
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name

@@ -158,7 +158,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body(exc.code, exc.message, exc.fields), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A route on core.deps.Caller checks the token with its own read, after validation:
+        # an invalid request is first checked for a valid token, so that without one it is a
+        # 401 (as on every route), never a 422 that describes the request to a stranger.
+        caller = getattr(request.state, "caller", None)
+        if caller is not None:
+            try:
+                await caller.check()
+            except APIError as refused:
+                return await _api_error(request, refused)
+            except (OperationalError, PoolTimeoutError) as down:
+                return await _db_down(request, down)
         fields = validation_fields(list(exc.errors()))
         first = fields[0] if fields else {"field": "body", "message": "invalid request"}
         return JSONResponse(_body("validation_error", f"{first['field']}: {first['message']}", fields), status_code=422)

@@ -62,7 +62,8 @@ def paginate(session, stmt: Select, id_column, params: PageParams) -> tuple[list
     if params.after_id is not None:
         stmt = stmt.where(id_column < params.after_id)
     result = session.execute(stmt.order_by(id_column.desc()).limit(params.limit + 1))
-    rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)  # objects, or rows of columns
+    # objects, or rows of columns; all() fetches them at once (iterating fetched one at a time)
+    rows = result.scalars().all() if len(stmt.column_descriptions) == 1 else result.all()
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     return rows, (encode_cursor(rows[-1].id) if more and rows else None)

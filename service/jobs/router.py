@@ -4,12 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from service.core.deps import ID, CurrentUser, SessionDep, in_thread
+from service.core.deps import ID, CallerDep, CurrentUser, SessionDep
 from service.core.errors import ErrorResponse
 from service.core.pagination import Page, PageParams, page_params
 from service.jobs import results, service, stream
 from service.jobs.schemas import JobCreate, JobFilters, JobOut, JobUpdate, LogsOut, MetricPoint, MetricsOut
+from service.users.models import User
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -32,39 +34,35 @@ IdempotencyKey = Annotated[
 )
 async def create_job(
     body: JobCreate,
-    user: CurrentUser,
-    session: SessionDep,
+    caller: CallerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
-    def work() -> JobOut:
+    def work(session: Session, user: User) -> JobOut:
         job, replayed = service.submit(session, user, body, idempotency_key)
         if replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return JobOut.from_row(job)
 
-    return await in_thread(session, work)
+    return await caller.session(work)
 
 
 @router.get("", operation_id="list_jobs")
 async def list_jobs(
-    user: CurrentUser,
-    session: SessionDep,
+    caller: CallerDep,
     filters: Annotated[JobFilters, Query()],
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[JobOut]:
     """Your jobs, newest first, narrowed by any of the filters (all must hold)."""
-
-    def work() -> Page[JobOut]:
-        rows, cursor = service.list_page(session, user, page, filters, rows=True)
-        return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
-
-    return await in_thread(session, work)
+    rows, cursor = await caller.read(
+        lambda conn: service.list_page(conn, caller.user_id(conn), page, filters, rows=True)
+    )
+    return Page(items=[JobOut.from_row(j) for j in rows], next_cursor=cursor)
 
 
 @router.get("/{job_id}", operation_id="get_job", responses={404: {"model": ErrorResponse}})
-async def get_job(job_id: ID, user: CurrentUser, session: SessionDep) -> JobOut:
-    return await in_thread(session, lambda: JobOut.from_row(service.get_row(session, user, job_id)))
+async def get_job(job_id: ID, caller: CallerDep) -> JobOut:
+    return JobOut.from_row(await caller.read(lambda conn: service.get_row(conn, caller.digest, job_id)))
 
 
 @router.patch(

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from pydantic import ValidationError
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from service.jobs.models import Job, JobPriority, JobTag
 from service.jobs.schemas import DeviceSpecRef, JobCreate, JobFilters, JobOut, JobUpdate
 from service.users import storage
 from service.users.models import User
+from service.users.service import CALLER_BY_DIGEST, check_caller
 
 log = logging.getLogger("cttv2.jobs")
 
@@ -40,13 +41,17 @@ def get(session: Session, user: User, job_id: int) -> Job:
 OUT_COLUMNS = tuple(
     getattr(Job, name) for name in (*(n for n in JobOut.model_fields if n != "error"), "error", "error_code")
 )
-_OWN_ROW = select(*OUT_COLUMNS).where(Job.id == bindparam("job_id"), Job.user_id == bindparam("user_id"))
+_CALLERS_JOB = CALLER_BY_DIGEST.add_columns(*OUT_COLUMNS).outerjoin(
+    Job, (Job.id == bindparam("job_id")) & (Job.user_id == User.id)
+)
 
 
-def get_row(session: Session, user: User, job_id: int) -> Row:
-    """The job as a row of OUT_COLUMNS (as get: another user's job is a 404)."""
-    row = session.execute(_OWN_ROW, {"job_id": job_id, "user_id": user.id}).first()
-    if row is None:
+def get_row(conn: Connection, digest: str, job_id: int) -> Row:
+    """The job as a row of OUT_COLUMNS, for the caller whose token hashes to `digest`, checked
+    in the same statement: one round trip for the token and the job (Unauthorized as
+    users.service.authenticate; another user's job is a 404, as in get)."""
+    row = check_caller(conn.execute(_CALLERS_JOB, {"digest": digest, "job_id": job_id}).first())
+    if row.id is None:
         raise NotFound(f"job {job_id} not found")
     return row
 
@@ -253,23 +258,24 @@ def enqueue(session: Session, job: Job) -> None:
 
 
 def list_page(
-    session: Session, user: User, params: PageParams, filters: JobFilters | None = None, *, rows: bool = False
+    db: Session | Connection, user_id: int, params: PageParams, filters: JobFilters | None = None, *, rows: bool = False
 ) -> tuple[list, str | None]:
-    """A page of the user's jobs (rows=True: rows of OUT_COLUMNS), newest first, narrowed by
+    """A page of the user's jobs (rows=True: rows of OUT_COLUMNS, and `db` may be a Connection),
+    newest first, narrowed by
     `filters` (all of them: AND). Each filter reads off an index: a tag (user_id, tag, job_id)
     of job_tags, the page then in that index's order; a name prefix (user_id, name); a sweep
     (sweep_id, id); the rest (user_id, status, id), (user_id, id) or (user_id, created_at)."""
     f = filters or JobFilters()
-    stmt = (select(*OUT_COLUMNS) if rows else select(Job)).where(Job.user_id == user.id)
+    stmt = (select(*OUT_COLUMNS) if rows else select(Job)).where(Job.user_id == user_id)
     order = Job.id
     if f.tag is not None:
-        stmt = stmt.join(JobTag, JobTag.job_id == Job.id).where(JobTag.user_id == user.id, JobTag.tag == f.tag)
+        stmt = stmt.join(JobTag, JobTag.job_id == Job.id).where(JobTag.user_id == user_id, JobTag.tag == f.tag)
         order = JobTag.job_id  # the same ids: the keyset runs along the tag's index
     if f.status is not None:
         stmt = stmt.where(Job.status == f.status)
     if f.name is not None:
         stmt = stmt.where(Job.name.like(like_prefix(f.name), escape="/"))
-        if dialect_name(session) == "sqlite":  # SQLite's LIKE ignores the case of ASCII letters
+        if dialect_name(db) == "sqlite":  # SQLite's LIKE ignores the case of ASCII letters
             stmt = stmt.where(func.substr(Job.name, 1, len(f.name)) == f.name)
     if f.sweep is not None:
         stmt = stmt.where(Job.sweep_id == f.sweep)
@@ -279,7 +285,7 @@ def list_page(
         stmt = stmt.where(Job.created_at >= f.created_after)
     if f.created_before is not None:
         stmt = stmt.where(Job.created_at < f.created_before)
-    return paginate(session, stmt, order, params)
+    return paginate(db, stmt, order, params)
 
 
 def like_prefix(prefix: str) -> str:

@@ -153,7 +153,7 @@ def jobs_page(
         filters = JobFilters(status=status, name=name)
     except ValidationError as exc:  # e.g. a NUL in the name: a 422 page naming the field
         raise invalid_from(exc) from None
-    rows, next_cursor = jobs.list_page(session, viewer.user, PageParams(limit=None, cursor=cursor), filters)
+    rows, next_cursor = jobs.list_page(session, viewer.user.id, PageParams(limit=None, cursor=cursor), filters)
     now = utcnow()
     return page(
         request,

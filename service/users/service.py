@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
@@ -16,6 +17,8 @@ from service.jobs.models import Job, JobStatus
 from service.users.models import ApiToken, User
 from service.users.schemas import MeOut, MyLimits, MyUsage
 from service.users.storage import usage
+
+RowT = TypeVar("RowT", bound=Row)
 
 
 class UserError(ValueError):
@@ -70,24 +73,61 @@ def revoke_tokens(session: Session, *, user_name: str | None = None, prefix: str
     return execute_count(session, stmt)
 
 
-def authenticate(session: Session, settings: Settings, token: str | None) -> User:
-    if not token:
-        raise Unauthorized()
-    digest = hash_token(token, settings.token_pepper.get_secret_value())
-    row = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == digest)
-    ).first()
+# What decides whether a token is let in, read with it (authenticate) or in the same statement
+# as a route's own read (caller_columns): labelled, so they never clash with the route's.
+CALLER_COLUMNS = (
+    User.id.label("caller_id"),
+    ApiToken.revoked_at.label("caller_token_revoked_at"),
+    ApiToken.expires_at.label("caller_token_expires_at"),
+    User.disabled_at.label("caller_disabled_at"),
+)
+
+
+def check_caller(row: RowT | None) -> RowT:
+    """`row`, a token's CALLER_COLUMNS (None: no such token), if it lets its user in now;
+    else Unauthorized, with the reason."""
     if row is None:
         raise Unauthorized()
-    api_token, user = row
-    now = utcnow()
-    if api_token.revoked_at is not None:
+    if row.caller_token_revoked_at is not None:
         raise Unauthorized("API token revoked")
-    if api_token.expires_at is not None and api_token.expires_at <= now:
+    expires_at = row.caller_token_expires_at
+    if expires_at is not None and expires_at <= utcnow():
         raise Unauthorized("API token expired")
-    if user.disabled_at is not None:
+    if row.caller_disabled_at is not None:
         raise Unauthorized("user disabled")
-    return user
+    return row
+
+
+def token_digest(settings: Settings, token: str | None) -> str:
+    """The stored form of a bearer token (no token: Unauthorized)."""
+    if not token:
+        raise Unauthorized()
+    return hash_token(token, settings.token_pepper.get_secret_value())
+
+
+# The CALLER_COLUMNS of the token that hashes to the bind parameter `digest` (no row: no such
+# token). A route adds its own read to it (e.g. an outer join to the caller's job, jobs.service)
+# to check the token in the same statement; prebuilt, as the hot routes run it on every request.
+CALLER_BY_DIGEST = (
+    select(*CALLER_COLUMNS)
+    .select_from(ApiToken)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
+def authenticate(session: Session, settings: Settings, token: str | None) -> User:
+    return user_of(session, token_digest(settings, token))
+
+
+def user_of(session: Session, digest: str) -> User:
+    """The user of the token that hashes to `digest`, if it lets them in (check_caller)."""
+    row = session.execute(
+        select(User, *CALLER_COLUMNS[1:])
+        .join(ApiToken, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == digest)
+    ).first()
+    return check_caller(row)[0]
 
 
 # -- the caller (/v1/users/me) ----------------------------------------------------------------

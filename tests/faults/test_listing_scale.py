@@ -103,7 +103,7 @@ def plan_of_list_query(user_id: int, status: str | None, cursor: str | None, **f
         with get_sessionmaker()() as session:
             user = session.get(User, user_id)
             page = PageParams(limit=50, cursor=cursor)
-            rows, _ = service.list_page(session, user, page, JobFilters(status=status, **filters))
+            rows, _ = service.list_page(session, user.id, page, JobFilters(status=status, **filters))
             assert rows
     finally:
         event.remove(engine, "before_cursor_execute", capture)

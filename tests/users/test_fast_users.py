@@ -159,3 +159,53 @@ def test_an_expired_token_is_refused(api):
     api.sql("UPDATE api_tokens SET expires_at = :t WHERE user_id = :u", t=datetime(2000, 1, 1), u=alice.user_id)
     err = assert_error(alice.get("/v1/jobs"), 401, "unauthorized")
     assert "expired" in err["message"]
+
+
+def test_every_way_of_reading_a_token_refuses_the_same_tokens_for_the_same_reasons(api):
+    """The hot routes (a job's poll, the list, a submit) check the token in their own read
+    (core.deps.Caller); /v1/users/me checks it on its own first (CurrentUser): the same tokens
+    get in, and each refused one gets the same 401 and message from both, even with an
+    invalid body (a 401 first, never a 422 that describes the request)."""
+    from tests.support.specs import TINY_FP, spec
+
+    owner = api.user()
+    job_id = owner.post("/v1/jobs", json=spec(TINY_FP)).json()["id"]
+    revoked, expired, disabled = api.user(), api.user(), api.user()
+    api.admin.post(f"/v1/admin/users/{disabled.user_id}/disable").raise_for_status()
+    api.sql("UPDATE api_tokens SET expires_at = :t WHERE user_id = :u", t=datetime(2000, 1, 1), u=expired.user_id)
+    api.sql("UPDATE api_tokens SET revoked_at = :t WHERE user_id = :u", t=datetime(2000, 1, 1), u=revoked.user_id)
+    refused = {
+        "revoked": (revoked, "API token revoked"),
+        "expired": (expired, "API token expired"),
+        "disabled": (disabled, "user disabled"),
+        "unknown": (api.client("cttv2_" + "x" * 43), "missing or invalid API token"),
+        "none": (api.client(None), "missing or invalid API token"),
+    }
+    for why, (client, message) in refused.items():
+        calls = {
+            "me": client.get("/v1/users/me"),
+            "poll": client.get(f"/v1/jobs/{job_id}"),
+            "poll a missing job": client.get("/v1/jobs/2000000000"),
+            "list": client.get("/v1/jobs", params={"status": "queued"}),
+            "submit": client.post("/v1/jobs", json=spec(TINY_FP)),
+            "submit an invalid body": client.post("/v1/jobs", json={"nonsense": 1}),
+            "list with an invalid filter": client.get("/v1/jobs", params={"status": "nonsense"}),
+        }
+        for route, r in calls.items():
+            assert assert_error(r, 401, "unauthorized")["message"] == message, (why, route)
+    assert owner.get(f"/v1/jobs/{job_id}").json()["id"] == job_id
+    assert_error(owner.get("/v1/jobs/2000000000"), 404, "not_found")
+    assert_error(owner.post("/v1/jobs", json={"nonsense": 1}), 422, "validation_error")
+
+
+def test_a_revoked_token_is_refused_by_the_very_next_poll(api):
+    """No cache stands between a revocation and the next request: each poll reads the token."""
+    from tests.support.specs import TINY_FP, spec
+
+    alice = api.user()
+    job_id = alice.post("/v1/jobs", json=spec(TINY_FP)).json()["id"]
+    assert alice.get(f"/v1/jobs/{job_id}").status_code == 200
+    token_id = api.admin.get(f"/v1/admin/users/{alice.user_id}/tokens").json()["items"][0]["id"]
+    api.admin.post(f"/v1/admin/users/{alice.user_id}/tokens/{token_id}/revoke").raise_for_status()
+    for r in (alice.get(f"/v1/jobs/{job_id}"), alice.get("/v1/jobs"), alice.post("/v1/jobs", json=spec(TINY_FP))):
+        assert assert_error(r, 401, "unauthorized")["message"] == "API token revoked"
