@@ -13,7 +13,9 @@ What it does:
 4. drives the same clients polling GET /v1/jobs/{id} only (--poll-duration s), the route's
    own throughput;
 5. runs the same clients against the floor (benchmarks/floor_app.py): a bare FastAPI route
-   doing one primary-key read on the same database, served the same way (--workers N);
+   doing one primary-key read on the same database, served the same way (--workers N); then
+   against the same read in autocommit (one round trip where the floor's transaction has
+   three: the API's reads are in autocommit, so this is the lower floor to compare with);
 6. checks that nothing was lost (every 201 is a row) and prints p50/p95/p99 and requests/s
    per route, the error count (any non-2xx or exception is an error), and each route's
    p50/p99/req/s divided by the floor's, taken in this run, against the goals (issue 15);
@@ -60,6 +62,8 @@ from tests.support.stack import REDIS_URL, Stack, free_port, wait_for_job
 MIX = (("submit", 2), ("poll", 5), ("list own", 2), ("list 100k first page", 1), ("list 100k deep page", 1))
 POLL_ONLY = "GET /v1/jobs/{id} (poll only)"
 FLOOR = "floor: bare FastAPI, 1 PK read"
+FLOOR_AUTOCOMMIT = "floor in autocommit (no BEGIN, ROLLBACK)"
+FLOORS = (FLOOR, FLOOR_AUTOCOMMIT)
 # route -> (max p99 ratio, min req/s ratio or None): the goals of issue 15, against the floor.
 GOALS: dict[str, tuple[float, float | None]] = {
     "GET /v1/jobs/{id}": (1.5, None),
@@ -144,10 +148,11 @@ async def poll_client(base: str, token: str, until: float, rec: Recorder, ids: l
             await timed(rec, POLL_ONLY, c.get(f"/v1/jobs/{random.choice(ids)}"))
 
 
-async def floor_client(base: str, ids: list[int], until: float, rec: Recorder) -> None:
+async def floor_client(base: str, ids: list[int], until: float, rec: Recorder, route: str = FLOOR) -> None:
+    path = "/floor-autocommit" if route == FLOOR_AUTOCOMMIT else "/floor"
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         while time.monotonic() < until:
-            await timed(rec, FLOOR, c.get(f"/floor/{random.choice(ids)}"))
+            await timed(rec, route, c.get(f"{path}/{random.choice(ids)}"))
 
 
 async def drive(clients: list, rec: Recorder) -> float:
@@ -186,7 +191,7 @@ def ratios(rec: Recorder, wall: dict[str, float]) -> str:
     ]
     for route, values in rec.latency.items():
         if route == FLOOR:
-            continue
+            continue  # the autocommit floor is shown against it: how much lower the floor can go
         ms = [v * 1000 for v in values]
         r50, r99, rrps = pct(ms, 0.5) / f50, pct(ms, 0.99) / f99, len(ms) / wall[route] / frps
         goal, met = "", ""
@@ -196,6 +201,13 @@ def ratios(rec: Recorder, wall: dict[str, float]) -> str:
             ok = r99 <= max_p99 and (min_rps is None or rrps >= min_rps) and not rec.errors.get(route)
             met = "yes" if ok else "no"
         lines.append(f"| {route} | {r50:.2f} | {r99:.2f} | {rrps:.2f} | {goal} | {met} |")
+    lower, poll = rec.latency.get(FLOOR_AUTOCOMMIT), rec.latency.get(POLL_ONLY)
+    if lower and poll:
+        l99, lrps = pct(lower, 0.99), len(lower) / wall[FLOOR_AUTOCOMMIT]
+        lines.append(
+            f"\n{POLL_ONLY} against the floor in autocommit: p99 {pct(poll, 0.99) / l99:.2f}x, "
+            f"req/s {len(poll) / wall[POLL_ONLY] / lrps:.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -325,11 +337,16 @@ def main() -> int:
         until = phase(rec, args.warmup, args.floor_duration)
         ids = list(range(lo, hi + 1))
         floor_wall = asyncio.run(drive([floor_client(floor, ids, until, rec) for _ in range(args.clients)], rec))
+        until = phase(rec, args.warmup, args.floor_duration)
+        lower_wall = asyncio.run(
+            drive([floor_client(floor, ids, until, rec, FLOOR_AUTOCOMMIT) for _ in range(args.clients)], rec)
+        )
 
         with psycopg.connect(dsn) as conn:
             stored = {r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", (created,))}
         lost = len(set(created) - stored)
-        wall = {r: (floor_wall if r == FLOOR else poll_wall if r == POLL_ONLY else api_wall) for r in rec.latency}
+        walls = {FLOOR: floor_wall, FLOOR_AUTOCOMMIT: lower_wall, POLL_ONLY: poll_wall}
+        wall = {r: walls.get(r, api_wall) for r in rec.latency}
         total_errors = sum(len(v) for v in rec.errors.values())
         print()
         print(
@@ -340,7 +357,7 @@ def main() -> int:
             f"{os.cpu_count()} CPUs shared by server and clients"
         )
         print(table(rec, wall))
-        api_total = sum(len(v) for r, v in rec.latency.items() if r not in (FLOOR, POLL_ONLY))
+        api_total = sum(len(v) for r, v in rec.latency.items() if r not in (*FLOORS, POLL_ONLY))
         print(
             f"\nAPI: {api_total} requests, {api_total / api_wall:.1f} req/s overall; errors: {total_errors}; "
             f"jobs submitted: {len(created)}, lost: {lost}"
