@@ -87,6 +87,15 @@ def local_job_files(*roots: Path) -> list[Path]:
     return [p for r in roots for p in r.rglob("*") if p.is_file() and ("jobs" in p.parts or "users" in p.parts)]
 
 
+def job_files_left(*roots: Path, within_s: float = 30) -> list[Path]:
+    """local_job_files once it is empty, or after `within_s`: a worker removes its scratch
+    copy when the attempt ends, just after it has written the job's final status."""
+    deadline = time.monotonic() + within_s
+    while (left := local_job_files(*roots)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 def sweep(stack: Stack, host: Path) -> list[str]:
     """worker.orphans.remove_orphans as a worker on `host` runs it, with no grace period."""
     code = (
@@ -133,7 +142,7 @@ def test_a_job_killed_on_one_host_resumes_on_the_other_from_the_store(stack, s3,
 
     survivor_host = stack.hosts[stack.workers.index(survivor)]
     victim_host = stack.hosts[stack.workers.index(victim)]
-    assert local_job_files(survivor_host, stack.root) == [], "no host keeps job files once they are in the store"
+    assert job_files_left(survivor_host, stack.root) == [], "no host keeps job files once they are in the store"
     # The killed worker's working copy stays on its host until a worker there sweeps it.
     assert local_job_files(victim_host)
     assert any(f"jobs/{job['id']}" in r for r in sweep(stack, victim_host))
@@ -175,7 +184,7 @@ def test_a_job_starts_from_another_jobs_weights_and_an_upload_in_the_store(stack
     ).json()
     done = wait_for_job(client, second["id"], timeout=240, stack=stack)
     assert done["status"] == "succeeded", done
-    assert local_job_files(stack.root, *[h for h, w in zip(stack.hosts, stack.workers) if w.alive()]) == []
+    assert job_files_left(stack.root, *[h for h, w in zip(stack.hosts, stack.workers) if w.alive()]) == []
 
     # Deleting the upload deletes its object.
     assert client.delete(f"/v1/weights/{record['id']}").status_code == 204
