@@ -105,9 +105,9 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The request's bearer token, not yet checked: for the hot reads (a job's poll), which check
-    it in the same statement and the same thread hop as their own read (`read`), instead of
-    CurrentUser's hop and round trip of its own before the route's."""
+    """The request's bearer token (its digest), not yet checked: for the hot routes, which check
+    it in their own thread hop (`read`, `session`), in the same statement as their read where
+    they can, instead of CurrentUser's hop and round trip of its own before the route's."""
 
     digest: str
 

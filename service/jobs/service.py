@@ -261,10 +261,10 @@ def list_page(
     db: Session | Connection, user_id: int, params: PageParams, filters: JobFilters | None = None, *, rows: bool = False
 ) -> tuple[list, str | None]:
     """A page of the user's jobs (rows=True: rows of OUT_COLUMNS, and `db` may be a Connection),
-    newest first, narrowed by
-    `filters` (all of them: AND). Each filter reads off an index: a tag (user_id, tag, job_id)
-    of job_tags, the page then in that index's order; a name prefix (user_id, name); a sweep
-    (sweep_id, id); the rest (user_id, status, id), (user_id, id) or (user_id, created_at)."""
+    newest first, narrowed by `filters` (all of them: AND). Each filter reads off an index: a
+    tag (user_id, tag, job_id) of job_tags, the page then in that index's order; a name prefix
+    (user_id, name); a sweep (sweep_id, id); the rest (user_id, status, id), (user_id, id) or
+    (user_id, created_at)."""
     f = filters or JobFilters()
     stmt = (select(*OUT_COLUMNS) if rows else select(Job)).where(Job.user_id == user_id)
     order = Job.id
