@@ -73,8 +73,8 @@ def revoke_tokens(session: Session, *, user_name: str | None = None, prefix: str
     return execute_count(session, stmt)
 
 
-# What decides whether a token is let in, read with it (authenticate) or in the same statement
-# as a route's own read (caller_columns): labelled, so they never clash with the route's.
+# What decides whether a token is let in, read with it (user_of) or in the same statement as a
+# route's own read (CALLER_BY_DIGEST): labelled, so they never clash with the route's.
 CALLER_COLUMNS = (
     User.id.label("caller_id"),
     ApiToken.revoked_at.label("caller_token_revoked_at"),
