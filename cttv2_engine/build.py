@@ -14,6 +14,7 @@ from torch import nn
 from cttv2_engine import models
 from cttv2_engine.errors import SpecError, WeightsError
 from cttv2_engine.presets import DEFAULT_LR
+from cttv2_engine.registry import scope_prefixes
 from cttv2_engine.spec import SAFE_NAME, JobRef, JobSpec, WeightsRef
 from cttv2_engine.types import RunContext
 from cttv2_engine.weights import WEIGHT_SUFFIXES, check_state_dict, load_into, read_state_dict
@@ -79,7 +80,7 @@ def build_train_model(
 
     analog = spec.algorithm != "fp"
     pretrain = spec.training.kind == "pretrain"
-    prefixes = [""] if pretrain else models.scope_prefixes(arch, spec.model.analog_scope)
+    prefixes = [""] if pretrain else scope_prefixes(arch, spec.model.analog_scope)
     train_all = pretrain or spec.model.digital_parts == "trained"
     analog_layers = models.analog_layer_names(model, prefixes) if analog else []
     tokens: dict[str, int] = {}
@@ -112,7 +113,7 @@ def _convert(
 ) -> tuple[nn.Module, dict[str, int], int]:
     from aihwkit.nn.conversion import convert_to_analog
 
-    from cttv2_engine.devices import build_rpu_config, per_layer_config
+    from cttv2_engine.devices import build_rpu_config, never_transfers, per_layer_config, resolved_options
 
     assert spec.device is not None
     tokens = models.tokens_per_sample(model, img_size, names)
@@ -122,16 +123,29 @@ def _convert(
     index = {name: i for i, name in enumerate(names)}
     before = {n: m.weight.detach().clone() for n, m in model.named_modules() if n in index}
 
+    never: list[str] = []
+
     def layer_config(name: str, module: nn.Module, cfg: Any) -> Any:
         # A distinct device population per layer, reproducible from the base seed.
         _set_construction_seed(cfg, base_seed + 7919 * index.get(name, 0))
-        return per_layer_config(cfg, tokens.get(name, 1))
+        cfg = per_layer_config(cfg, tokens.get(name, 1))
+        if name in index and never_transfers(cfg):
+            never.append(name)
+        return cfg
 
     exclude = [n for n, m in model.named_modules() if isinstance(m, models.ANALOG_CAPABLE) and n not in index]
     model = convert_to_analog(
         model, config, specific_rpu_config_fun=layer_config, exclude_modules=exclude, inplace=True
     )
-    clipped, total = _count_clipped(model, before)
+    if never:
+        every = resolved_options(spec.algorithm, spec.algorithm_options).transfer_every
+        log(
+            f"warning: {len(never)} analog layer(s) never transfer into their slow tile: they see too "
+            f"few tokens per image for a read of A every {every} image, and aihwkit rounds the period "
+            f"to 0 updates ({', '.join(never)}; docs/engine.md)"
+        )
+    # Write noise perturbs every weight as it is written: a read-back that differs is not a clip.
+    clipped, total = (0, 0) if spec.device.write_noise_std else _count_clipped(model, before)
     if clipped:
         log(
             f"warning: {clipped} of {total} weights ({100 * clipped / total:.3f}%) were clipped "
@@ -208,7 +222,7 @@ def _load_pretrained(
     path = resolve_pretrained(spec, context)
     tensors, _ = read_state_dict(path)
     check_state_dict(tensors, spec.model.arch, spec.model.input_size, path.name)
-    head_loaded = load_into(model, tensors, num_classes)
+    head_loaded = load_into(model, tensors, spec.model.arch)
     log(f"pretrained: {path.name}" + ("" if head_loaded else f" (head re-initialized for {num_classes} classes)"))
 
 

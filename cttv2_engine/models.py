@@ -1,8 +1,11 @@
-"""The one model builder: a registry name -> a timm Swin, and which of its layers are in scope.
+"""The one model builder: a registry name -> a timm Swin or ResNet, and which of its layers are
+in scope.
 
-Scope names are module-name prefixes of timm's SwinTransformer (``patch_embed``,
-``layers.S.downsample``, ``layers.S.blocks.B``, ``norm``, ``head``); everything analog-related
-(conversion, freezing, per-layer transfer rates) is expressed through them.
+Scope names are module-name prefixes of timm's models, named by the registry's config (Swin:
+``patch_embed``, ``layers.S.downsample``, ``layers.S.blocks.B``, ``norm``, ``head``; ResNet:
+``conv1``, ``layerS.B``, ``fc``); everything analog-related (conversion, freezing, per-layer
+transfer rates) is expressed through them. Every Linear and Conv2d in scope becomes an analog
+tile; norms (LayerNorm, BatchNorm), biases and position tables stay digital.
 """
 
 from __future__ import annotations
@@ -10,45 +13,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cttv2_engine.registry import check_model, get_model_config
-from cttv2_engine.spec import AnalogScope, LastNBlocks
+from cttv2_engine.registry import check_model, get_model_config, in_scope
 
 ANALOG_CAPABLE = (nn.Linear, nn.Conv2d)
 
 
 def build_model(arch: str, img_size: int | None, num_classes: int) -> nn.Module:
-    """A freshly initialized digital Swin (timm, never downloaded)."""
+    """A freshly initialized digital Swin or ResNet (timm, never downloaded)."""
     import timm
 
     check_model(arch, img_size)
     cfg = get_model_config(arch)
-    return timm.create_model(cfg.timm_name, pretrained=False, num_classes=num_classes, **cfg.timm_kwargs(img_size))
-
-
-def scope_prefixes(arch: str, scope: AnalogScope) -> list[str]:
-    """Module-name prefixes that the analog scope covers (analog layers + their digital parts)."""
-    depths = get_model_config(arch).depths
-    if scope == "all":
-        return [""]
-    if scope == "head":
-        return ["head"]
-    if scope == "last_stage":
-        return [f"layers.{len(depths) - 1}", "norm", "head"]
-    assert isinstance(scope, LastNBlocks)
-    blocks = [(s, b) for s, depth in enumerate(depths) for b in range(depth)]
-    if scope.last_n_blocks >= len(blocks):
-        return [""]
-    chosen = blocks[-scope.last_n_blocks :]
-    prefixes = [f"layers.{s}.blocks.{b}" for s, b in chosen]
-    # A stage's patch merging joins the scope once all of that stage's blocks are in it.
-    for stage, depth in enumerate(depths):
-        if sum(1 for s, _ in chosen if s == stage) == depth:
-            prefixes.append(f"layers.{stage}.downsample")
-    return prefixes + ["norm", "head"]
-
-
-def in_scope(name: str, prefixes: list[str]) -> bool:
-    return any(p == "" or name == p or name.startswith(p + ".") for p in prefixes)
+    model = timm.create_model(cfg.timm_name, pretrained=False, num_classes=num_classes, **cfg.timm_kwargs(img_size))
+    if cfg.cifar_stem:
+        # The standard CIFAR ResNet stem: one 3x3 stride-1 conv into bn1, and no max-pool.
+        model.conv1 = nn.Conv2d(3, cfg.channels[0], kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    return model
 
 
 def analog_layer_names(model: nn.Module, prefixes: list[str]) -> list[str]:
@@ -108,8 +89,3 @@ def analog_parameters(model: nn.Module) -> list[nn.Parameter]:
     from aihwkit.optim.context import AnalogContext
 
     return [p for p in model.parameters() if isinstance(p, AnalogContext)]
-
-
-def head_keys(model: nn.Module) -> set[str]:
-    """State-dict keys of the classification head (re-initialized when the class count changes)."""
-    return {k for k in model.state_dict() if k.startswith("head.")}

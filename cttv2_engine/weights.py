@@ -19,7 +19,6 @@ from cttv2_engine.files import atomic_write
 from cttv2_engine.registry import check_model, get_model_config
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
-HEAD_PREFIX = "head."
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -69,10 +68,12 @@ def check_state_dict(
     """Raise WeightsError unless every non-head tensor fits the arch; return the head's
     class count (None when the file has no head)."""
     reference = _reference_state(arch, img_size)
-    size = img_size or get_model_config(arch).img_size
-    body = {k for k in reference if not k.startswith(HEAD_PREFIX)}
+    cfg = get_model_config(arch)
+    size = img_size or cfg.img_size
+    head = cfg.head_prefix + "."
+    body = {k for k in reference if not k.startswith(head)}
     missing = sorted(body - set(tensors))
-    unexpected = sorted(k for k in tensors if k not in reference and not k.startswith(HEAD_PREFIX))
+    unexpected = sorted(k for k in tensors if k not in reference and not k.startswith(head))
     wrong = sorted(
         f"{k} {tuple(tensors[k].shape)} != {tuple(reference[k].shape)}"
         for k in body & set(tensors)
@@ -90,10 +91,10 @@ def check_state_dict(
             f"{name} does not fit {arch} at img_size {size}: " + ", ".join(parts),
             field="model.pretrained",
         )
-    head_w = tensors.get("head.fc.weight")
+    head_w = tensors.get(f"{cfg.head}.weight")
     if head_w is None:
         return None
-    feat = reference["head.fc.weight"].shape[1]
+    feat = reference[f"{cfg.head}.weight"].shape[1]
     if head_w.ndim != 2 or head_w.shape[1] != feat:
         raise WeightsError(
             f"{name}: classification head takes {tuple(head_w.shape)}, {arch} needs (*, {feat})",
@@ -121,12 +122,13 @@ def validate_weights_file(path: Path, arch: str, img_size: int | None) -> dict[s
     }
 
 
-def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], num_classes: int) -> bool:
-    """Copy checked weights into ``model``; the head only when its class count matches.
-    Returns whether the head was loaded."""
+def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], arch: str) -> bool:
+    """Copy checked weights into ``model`` (of ``arch``); the head only when its class count
+    matches. Returns whether the head was loaded."""
     state = model.state_dict()
-    head_fits = all(k in tensors and tensors[k].shape == state[k].shape for k in state if k.startswith(HEAD_PREFIX))
-    chosen = {k: v for k, v in tensors.items() if k in state and (head_fits or not k.startswith(HEAD_PREFIX))}
+    head = get_model_config(arch).head_prefix + "."
+    head_fits = all(k in tensors and tensors[k].shape == state[k].shape for k in state if k.startswith(head))
+    chosen = {k: v for k, v in tensors.items() if k in state and (head_fits or not k.startswith(head))}
     model.load_state_dict(chosen, strict=False)
     return head_fits
 
