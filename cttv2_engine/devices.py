@@ -161,6 +161,10 @@ def build_rpu_config(algorithm: str, spec: DeviceSpec, options: AlgorithmOptions
         compound.auto_granularity = options.auto_granularity
         compound.transfer_every = options.transfer_every
         compound.in_chop_prob = options.in_chop_prob
+        for name in ("in_chop_random", "forget_buffer", "momentum"):  # unset: aihwkit's c-TTv2 default
+            value = getattr(options, name)
+            if value is not None:
+                setattr(compound, name, value)
         compound.transfer_update.desired_bl = options.transfer_bl
         # Unset transfer_noise: the transfer reads A like a forward pass (out_noise), as
         # build_config copies the forward IO into transfer_forward; set, it replaces that noise.
@@ -189,3 +193,12 @@ def per_layer_config(config: Any, tokens: int) -> Any:
         device.transfer_every = device.transfer_every * max(1, tokens)
         device.auto_granularity = device.auto_granularity * max(1, tokens)
     return config
+
+
+def never_transfers(config: Any) -> bool:
+    """Whether a layer's fast tile is never read into its slow tile: aihwkit 1.1.0 rounds the
+    transfer period to whole updates (roundf, units_in_mbatch=False), and a period of 0 means no
+    transfer. A layer with fewer tokens per image than 1 / (2 x transfer_every) gets that."""
+    device = getattr(config, "device", None)
+    every = getattr(device, "transfer_every", None)
+    return every is not None and hasattr(device, "fast_lr") and every < 0.5

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cttv2_engine import registry
+from cttv2_engine import nonidealities, registry
 from cttv2_engine.families import FAMILIES, IO_DEFAULTS
 from cttv2_engine.recipes import BASELINE_EPOCHS_FACTOR, RECIPES
 from cttv2_engine.spec import (
@@ -92,6 +92,9 @@ KNOB_UNITS = {
     "fast_lr": "relative (aihwkit auto scale)",
     "transfer_every": "images (scaled per layer by tokens per image)",
     "in_chop_prob": "probability",
+    "in_chop_random": "true: random flips; false: regular, all columns at once",
+    "forget_buffer": "true / false",
+    "momentum": "fraction of a transfer",
     "auto_granularity": "images (scaled per layer by tokens per image)",
     "update_bl": "pulses",
     "transfer_bl": "pulses",
@@ -126,6 +129,8 @@ def listing() -> dict[str, Any]:
             for a in ALGORITHMS
         },
         "models": registry.listing(),
+        # The paper's eleven non-idealities: which device knob is which (units and ranges above).
+        "nonidealities": nonidealities.listing(),
         "datasets": {d: DATASET_DOCS[d] for d in DATASETS},
         "model_fields": _field_docs(ModelSpec),
         "data_fields": _field_docs(DataSpec),

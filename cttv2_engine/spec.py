@@ -159,6 +159,19 @@ class AlgorithmOptions(StrictModel):
     in_chop_prob: float | None = Field(
         None, ge=0, le=1, description="probability of flipping a column's chopper after its read"
     )
+    in_chop_random: bool | None = Field(
+        None,
+        description="flip the choppers at random (true) or regularly (false: every column's chopper "
+        "flips after every 1/in_chop_prob full reads of A, all at once, in step with the transfer cycle)",
+    )
+    forget_buffer: bool | None = Field(
+        None,
+        description="after a transfer, reset the digital buffer to momentum x what was transferred "
+        "(true) or subtract what was transferred and keep the rest (false)",
+    )
+    momentum: float | None = Field(
+        None, ge=0, lt=1, description="fraction of a transfer that stays on the digital buffer"
+    )
     auto_granularity: float | None = Field(
         None,
         ge=0,

@@ -41,6 +41,21 @@ def test_lists_every_part_of_a_spec(listing):
     assert "SoftBoundsReference" in listing["families"] and "ReRamSB" in listing["presets"]
     micro = [m for m in listing["models"] if m["name"] == "swin_micro"]
     assert micro and micro[0]["img_size"] == 32
+    models = {m["name"]: m for m in listing["models"]}
+    assert {"resnet18", "resnet34", "resnet18_cifar", "resnet34_cifar", "resnet_micro"} <= set(models)
+    assert {m["family"] for m in models.values()} == {"swin", "resnet"}
+    assert models["resnet18_cifar"]["parameters"] == 11_173_962  # the standard CIFAR ResNet-18
+    assert models["swin_micro"]["analog"]["all"] == {"layers": 19, "tiles": 19}
+
+
+def test_lists_the_papers_non_idealities_as_device_knobs(listing):
+    rows = listing["nonidealities"]
+    assert len(rows) == 12  # eleven, I/O resolution being two knobs (DAC, ADC)
+    for row in rows:
+        knob = row["field"].removeprefix("device.")
+        assert knob in listing["device_knobs"], row
+        assert listing["device_knobs"][knob].get("unit"), row  # unit and range come with the knob
+        assert row["aihwkit"] and row["mapping"] and len(row["study_values"]) >= 2, row
 
 
 def test_each_algorithm_has_a_recipe_and_a_learning_rate(listing):

@@ -468,6 +468,11 @@ def test_devices_presets_and_admin_pages(ui, ui_stack, alice, admin, shoot):
     shoot(page, "devices.png")
     assert page.goto("/ui/presets").status == 200
     assert page.locator("table#presets tbody tr:has(td)").count() >= 1
+    # Which knob is which of the paper's non-idealities, and both model families with their sizes.
+    assert page.locator("table#nonidealities tbody tr").count() == 12
+    assert "device.sp_skew" in page.locator('#nonidealities tr[data-knob="device.sp_skew"]').inner_text()
+    assert "resnet" in page.locator('#models tr[data-model="resnet_micro"]').inner_text()
+    assert "13 / 17" in page.locator('#models tr[data-model="resnet_micro"]').inner_text()
     shoot(page, "presets.png")
     ui.allow_console(page, ERROR_PAGE.format(r"40[34]"))
     r = page.goto("/ui/admin")
