@@ -26,6 +26,14 @@ mixed-precision) are planned around when `algorithm` is an axis, instead of fail
   reference value, so the job lines up with its row and on the x axis.
 not_applicable() lists these (algorithm, knob) pairs for the report. Without an algorithm axis
 nothing is planned around: a base algorithm the knob does not apply to is a 422 as before.
+
+`crossed` (one_at_a_time only) names axes crossed with every knob setting as the algorithm
+axis is, e.g. the model and the task of a study that runs every knob's curve on each model
+and data subset; they are not knobs and have no reference value.
+
+`reference_only` (one_at_a_time only) names algorithms of the algorithm axis that are planned at
+the reference point alone: a method known to fail (in-memory SGD in the paper's study) is shown
+at the reference device without paying for its every curve. not_applicable() lists those too.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import itertools
 import json
 import math
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -79,19 +88,33 @@ def knob_applies(path: str, algorithm: Any) -> bool:
     return allowed is None or algorithm == BASELINE_ALGORITHM or algorithm in allowed
 
 
-def _inapplicable(grid: dict[str, list[Any]], axes: list[str], algorithm: Any) -> list[str]:
+def _inapplicable(
+    grid: dict[str, list[Any]], axes: list[str], algorithm: Any, crossed: Sequence[str] = ()
+) -> list[str]:
     """The knobs that do not apply to `algorithm` and have a value other than None."""
-    return [k for k in knob_axes(axes) if not knob_applies(k, algorithm) and any(v is not None for v in grid[k])]
+    return [
+        k for k in knob_axes(axes, crossed) if not knob_applies(k, algorithm) and any(v is not None for v in grid[k])
+    ]
 
 
-def not_applicable(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> list[dict[str, Any]]:
+def not_applicable(
+    grid: dict[str, list[Any]],
+    axes: list[str],
+    mode: Mode = "grid",
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
+) -> list[dict[str, Any]]:
     """The (algorithm, knob) pairs planned around (see the module's docstring), each with why
     and what was planned instead; [] without an algorithm axis."""
     if ALGORITHM_AXIS not in axes:
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for algorithm in grid[ALGORITHM_AXIS]:
-        for knob in _inapplicable(grid, axes, algorithm):
+        if _is_reference_only(algorithm, reference_only):
+            reason = f"{algorithm} is in reference_only: only the reference point is planned"
+            out.extend({"algorithm": algorithm, "knob": knob, "reason": reason} for knob in knob_axes(axes, crossed))
+            continue
+        for knob in _inapplicable(grid, axes, algorithm, crossed):
             why = f"{knob} applies to {', '.join(KNOB_ALGORITHMS[knob])} only, not to {algorithm}"
             if mode == "one_at_a_time":
                 ref = grid[knob][0]
@@ -140,6 +163,46 @@ def check_axes(grid: dict[str, list[Any]], axes: list[str] | None) -> list[str]:
     return order
 
 
+def check_reference_only(
+    grid: dict[str, list[Any]], axes: list[str], mode: Mode, reference_only: Sequence[Any]
+) -> None:
+    """Each name an algorithm of the grid's algorithm axis, in one_at_a_time mode. Raises Invalid
+    naming `reference_only`."""
+    if not reference_only:
+        return
+    if mode != "one_at_a_time":
+        raise field_error("reference_only", "applies to mode one_at_a_time only (a grid has no reference point)")
+    listed = grid.get(ALGORITHM_AXIS) if ALGORITHM_AXIS in axes else None
+    for algorithm in reference_only:
+        if listed is None or not _is_reference_only(algorithm, listed):
+            raise field_error(
+                "reference_only",
+                f"{_show(algorithm)} is not a value of the grid's algorithm axis ({_show(listed or [])})",
+            )
+    if len({value_key(a) for a in reference_only}) != len(reference_only):
+        raise field_error("reference_only", "lists an algorithm twice")
+
+
+def check_crossed(grid: dict[str, list[Any]], axes: list[str], mode: Mode, crossed: Sequence[str]) -> None:
+    """Each a grid axis other than algorithm (always crossed), in one_at_a_time mode. Raises
+    Invalid naming `crossed`."""
+    if not crossed:
+        return
+    if mode != "one_at_a_time":
+        raise field_error("crossed", "applies to mode one_at_a_time only (a grid crosses every axis)")
+    for axis in crossed:
+        if axis == ALGORITHM_AXIS:
+            raise field_error("crossed", "the algorithm axis is always crossed: leave it out")
+        if axis not in axes:
+            raise field_error("crossed", f"{axis} is not an axis of the grid ({', '.join(axes) or 'none'})")
+    if len(set(crossed)) != len(crossed):
+        raise field_error("crossed", "lists an axis twice")
+
+
+def _is_reference_only(algorithm: Any, reference_only: Sequence[Any]) -> bool:
+    return value_key(algorithm) in {value_key(a) for a in reference_only}
+
+
 def check_seeds(seeds: list[int]) -> None:
     if len(set(seeds)) != len(seeds):
         dup = next(s for s in seeds if seeds.count(s) > 1)
@@ -186,52 +249,65 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 # -- expansion --------------------------------------------------------------------------------
-def points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> list[dict[str, Any]]:
+def points(
+    grid: dict[str, list[Any]],
+    axes: list[str],
+    mode: Mode = "grid",
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
+) -> list[dict[str, Any]]:
     """The points in axis order, each with a value for every axis. grid: the cartesian product
     (the last axis varies fastest). one_at_a_time: the algorithm axis crossed with the knob
     settings: the reference (every knob at its first value) first, then each knob's other
     values in turn (the algorithm varies outside the knobs when it is listed before them).
-    Leaves out the points of knobs that do not apply to their algorithm (module docstring)."""
+    The `crossed` axes are crossed with the knob settings as the algorithm axis is.
+    Leaves out the points of knobs that do not apply to their algorithm, and every point but the
+    reference of the algorithms in `reference_only` (module docstring)."""
     if mode == "grid":
         out = [dict(zip(axes, values)) for values in itertools.product(*(grid[a] for a in axes))]
         if ALGORITHM_AXIS not in axes:
             return out
         skip = {value_key(a): _inapplicable(grid, axes, a) for a in grid[ALGORITHM_AXIS]}
         return [p for p in out if all(p[k] is None for k in skip[value_key(p[ALGORITHM_AXIS])])]
-    knobs = knob_axes(axes)
-    ref = reference(grid, axes)
+    knobs = knob_axes(axes, crossed)
+    ref = reference(grid, axes, crossed)
     # (the knob away from its reference, or None at the reference; the setting)
     settings = [(None, dict(ref))] + [(k, {**ref, k: v}) for k in knobs for v in grid[k][1:]]
-    if ALGORITHM_AXIS not in axes:
+    outer_axes = [a for a in axes if a not in knobs]  # the algorithm and the crossed axes
+    if not outer_axes:
         return [{a: s[a] for a in axes} for _, s in settings]
-    algos = [{ALGORITHM_AXIS: v} for v in grid[ALGORITHM_AXIS]]
-    algorithm_outer = not knobs or axes.index(ALGORITHM_AXIS) < axes.index(knobs[0])
+    combos = [dict(zip(outer_axes, values)) for values in itertools.product(*(grid[a] for a in outer_axes))]
+    outer_first = not knobs or axes.index(outer_axes[0]) < axes.index(knobs[0])
     pairs = (
-        itertools.product(algos, settings)
-        if algorithm_outer
-        else ((a, s) for s, a in itertools.product(settings, algos))
+        itertools.product(combos, settings) if outer_first else ((c, s) for s, c in itertools.product(settings, combos))
     )
-    return [
-        {ax: {**a, **s}[ax] for ax in axes}
-        for a, (knob, s) in pairs
-        if knob is None or knob_applies(knob, a[ALGORITHM_AXIS])
-    ]
+
+    def planned(combo: dict[str, Any], knob: str | None) -> bool:
+        if knob is None or ALGORITHM_AXIS not in combo:
+            return True
+        algorithm = combo[ALGORITHM_AXIS]
+        return knob_applies(knob, algorithm) and not _is_reference_only(algorithm, reference_only)
+
+    return [{ax: {**c, **s}[ax] for ax in axes} for c, (knob, s) in pairs if planned(c, knob)]
 
 
-def knob_axes(axes: list[str]) -> list[str]:
-    """The axes other than algorithm: in one_at_a_time mode, each is varied alone."""
-    return [a for a in axes if a != ALGORITHM_AXIS]
+def knob_axes(axes: list[str], crossed: Sequence[str] = ()) -> list[str]:
+    """The axes other than algorithm and the crossed ones: in one_at_a_time mode, each is
+    varied alone."""
+    return [a for a in axes if a != ALGORITHM_AXIS and a not in crossed]
 
 
-def reference(grid: dict[str, list[Any]], axes: list[str]) -> dict[str, Any]:
+def reference(grid: dict[str, list[Any]], axes: list[str], crossed: Sequence[str] = ()) -> dict[str, Any]:
     """The reference point of one_at_a_time mode: each knob's first value."""
-    return {a: grid[a][0] for a in knob_axes(axes)}
+    return {a: grid[a][0] for a in knob_axes(axes, crossed)}
 
 
-def knobs_of(point: dict[str, Any], grid: dict[str, list[Any]], axes: list[str]) -> list[str]:
+def knobs_of(
+    point: dict[str, Any], grid: dict[str, list[Any]], axes: list[str], crossed: Sequence[str] = ()
+) -> list[str]:
     """one_at_a_time: the knobs whose curve the point lies on (all of them at the reference
     point; otherwise the one knob away from its reference value)."""
-    ref = reference(grid, axes)
+    ref = reference(grid, axes, crossed)
     off = [k for k in ref if value_key(point.get(k)) != value_key(ref[k])]
     if not off:
         return list(ref)
@@ -242,26 +318,42 @@ def baseline_axes(axes: list[str]) -> list[str]:
     return [a for a in axes if applies_to_baseline(a)]
 
 
-def count_points(grid: dict[str, list[Any]], axes: list[str], mode: Mode = "grid") -> int:
-    """len(points(grid, axes, mode)), from the sizes alone (and the knobs that do not apply)."""
-    knobs = knob_axes(axes)
+def count_points(
+    grid: dict[str, list[Any]],
+    axes: list[str],
+    mode: Mode = "grid",
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
+) -> int:
+    """len(points(grid, axes, mode, reference_only, crossed)), from the sizes alone (and the
+    knobs that do not apply)."""
+    knobs = knob_axes(axes, crossed)
     algorithms = grid[ALGORITHM_AXIS] if ALGORITHM_AXIS in axes else [None]
     total = 0
     for algorithm in algorithms:
-        skip = _inapplicable(grid, axes, algorithm) if ALGORITHM_AXIS in axes else []
+        skip = _inapplicable(grid, axes, algorithm, crossed) if ALGORITHM_AXIS in axes else []
         if mode == "grid":  # a knob that does not apply: its None value only (values are unique)
             total += math.prod(sum(v is None for v in grid[k]) if k in skip else len(grid[k]) for k in knobs)
+        elif _is_reference_only(algorithm, reference_only):
+            total += 1
         else:
             total += 1 + sum(len(grid[k]) - 1 for k in knobs if k not in skip)
-    return total
+    return total * math.prod(len(grid[c]) for c in crossed if c in axes)
 
 
 def count_jobs(
-    grid: dict[str, list[Any]], axes: list[str], n_seeds: int, baseline: bool, mode: Mode = "grid"
+    grid: dict[str, list[Any]],
+    axes: list[str],
+    n_seeds: int,
+    baseline: bool,
+    mode: Mode = "grid",
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
 ) -> tuple[int, int]:
     """(grid jobs, baseline jobs), from the sizes alone."""
-    n_baselines = count_points(grid, baseline_axes(axes), mode) if baseline else 0
-    return count_points(grid, axes, mode) * n_seeds, n_baselines * n_seeds
+    b_axes = baseline_axes(axes)
+    n_baselines = count_points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]) if baseline else 0
+    return count_points(grid, axes, mode, reference_only, crossed) * n_seeds, n_baselines * n_seeds
 
 
 def make_digital(spec: dict[str, Any], training_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -292,12 +384,14 @@ def plan(
     *,
     mode: Mode = "grid",
     baseline_training: dict[str, Any] | None = None,
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
 ) -> list[PlannedJob]:
     """Every job of the sweep, seed by seed (each seed's baselines first), so that a partly done
     sweep already has one result at every point."""
-    grid_points = points(grid, axes, mode)
+    grid_points = points(grid, axes, mode, reference_only, crossed)
     b_axes = baseline_axes(axes)
-    b_points = points(grid, b_axes, mode) if baseline else []
+    b_points = points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]) if baseline else []
     jobs: list[PlannedJob] = []
     for seed in seeds:
         for point in b_points:

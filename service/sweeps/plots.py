@@ -34,14 +34,44 @@ DPI = 100
 SINGLE_SIZE_IN = (9.6, 6.0)  # line and bar figures: 960 x 600 px
 HEATMAP_PANEL_W_IN, HEATMAP_EXTRA_W_IN, HEATMAP_H_IN = 4.8, 1.6, 5.6
 KNOB_PANEL_W_IN, KNOB_EXTRA_W_IN, KNOB_H_IN = 4.6, 0.6, 5.4
+KNOB_PANELS_PER_ROW = 4  # the paper's study has 12 knobs: 3 rows of 4
+KNOB_ROW_H_IN = 4.2  # each further row
 BASELINE_LABEL = "digital baseline (fp)"
 LINE_BASELINE_LABEL = "digital (fp)"
 ACCURACY_LABEL = "test accuracy (%), mean ± std over seeds"
-NOT_APPLICABLE_LABEL = "knob does not apply (reference point only)"
+NOT_APPLICABLE_LABEL = "reference point only (knob does not apply, or reference_only)"
 
 
 def plot_axes(report: dict[str, Any]) -> list[str]:
-    return [a for a in report["axes"] if a != "algorithm"]
+    """The knobs: the axes other than algorithm and the crossed ones (each crossed value is a
+    facet of its own)."""
+    crossed = report.get("crossed") or []
+    return [a for a in report["axes"] if a != "algorithm" and a not in crossed]
+
+
+def facets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report cut by the values of its crossed axes (a model, a data subset): one report
+    each, with its rows and baselines, titled by those values; [report] without crossed axes."""
+    crossed = [a for a in report.get("crossed") or [] if a != "algorithm"]
+    if not crossed:
+        return [report]
+    out = []
+    for values in _unique((tuple(r["point"][a] for a in crossed) for r in report["rows"]), key=value_key):
+        where = dict(zip(crossed, values))
+
+        def mine(point: dict[str, Any], where=where) -> bool:
+            return all(a not in point or value_key(point[a]) == value_key(v) for a, v in where.items())
+
+        title = ", ".join(f"{a}={_show(v)}" for a, v in where.items())
+        out.append(
+            {
+                **report,
+                "rows": [r for r in report["rows"] if mine(r["point"])],
+                "baselines": [b for b in report["baselines"] if mine(b["point"])],
+                "facet": title,
+            }
+        )
+    return out
 
 
 def figure_kind(report: dict[str, Any]) -> str:
@@ -63,10 +93,18 @@ def figure_size(report: dict[str, Any], base_algorithm: str) -> tuple[int, int]:
         panels = len(algorithms(report, base_algorithm))
         w, h = HEATMAP_PANEL_W_IN * panels + HEATMAP_EXTRA_W_IN, HEATMAP_H_IN
     elif figure_kind(report) == "knobs":
-        w, h = KNOB_PANEL_W_IN * len(plot_axes(report)) + KNOB_EXTRA_W_IN, KNOB_H_IN
+        cols, rows = knob_grid(len(plot_axes(report)))
+        rows *= len(facets(report))
+        w, h = KNOB_PANEL_W_IN * cols + KNOB_EXTRA_W_IN, KNOB_H_IN + KNOB_ROW_H_IN * (rows - 1)
     else:
         w, h = SINGLE_SIZE_IN
     return round(w * DPI), round(h * DPI)
+
+
+def knob_grid(n_panels: int) -> tuple[int, int]:
+    """(columns, rows) of the knob figure's panels."""
+    cols = min(n_panels, KNOB_PANELS_PER_ROW)
+    return cols, -(-n_panels // cols)
 
 
 def render_png(report: dict[str, Any], *, base_algorithm: str) -> bytes:
@@ -77,7 +115,12 @@ def render_png(report: dict[str, Any], *, base_algorithm: str) -> bytes:
     algos = algorithms(report, base_algorithm)
     kind = figure_kind(report)
     if kind in ("line", "knobs"):
-        _knob_figure(fig, knob_panels(report, base_algorithm))
+        parts = facets(report)
+        subfigs = fig.subfigures(len(parts), 1, squeeze=False)[:, 0] if len(parts) > 1 else [fig]
+        for sub, part in zip(subfigs, parts):
+            _knob_figure(sub, knob_panels(part, base_algorithm))
+            if "facet" in part:
+                sub.suptitle(part["facet"], fontsize="medium")
     elif kind == "heatmap":
         _heatmaps(fig, report, algos, base_algorithm)
     else:
@@ -227,7 +270,11 @@ def _knob_figure(fig, panels: list[Panel]) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    cols, rows = knob_grid(len(panels))
+    grid = fig.subplots(rows, cols, sharey=True, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(panels) :]:  # the last row's empty places
+        ax.set_visible(False)
     algos = [s.algorithm for s in panels[0].series]
     color_of = dict(zip(algos, _colors(len(algos))))
     for i, (ax, panel) in enumerate(zip(axes, panels)):
@@ -268,7 +315,7 @@ def _knob_figure(fig, panels: list[Panel]) -> None:
             pad = 0.05 * (hi - lo) if panel.numeric and hi > lo else 0.5
             ax.set_xlim(lo - pad, hi + pad)
         ax.set_xlabel(panel.knob)
-        if i == 0:
+        if i % cols == 0:
             ax.set_ylabel(ACCURACY_LABEL)
         ax.grid(True, alpha=0.3)
         if panel.empty:

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,8 @@ def build_report(
     baseline: bool,
     jobs: list[JobOutcome],
     mode: Mode = "grid",
+    reference_only: Sequence[Any] = (),
+    crossed: Sequence[str] = (),
 ) -> dict[str, Any]:
     b_axes = baseline_axes(axes)
     by_point: dict[tuple[str, ...], list[JobOutcome]] = {}
@@ -76,14 +79,14 @@ def build_report(
 
     baselines = []
     if baseline:
-        for point in points(grid, b_axes, mode):
+        for point in points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]):
             mine = by_baseline.get(point_key(point, b_axes), [])
             training = next((j.training for j in mine if j.training is not None), None)
             baselines.append({"point": point, **_stats(mine), "training": training})
     baseline_of = {point_key(b["point"], b_axes): b for b in baselines}
 
     rows = []
-    for point in points(grid, axes, mode):
+    for point in points(grid, axes, mode, reference_only, crossed):
         stats = _stats(by_point.get(point_key(point, axes), []))
         ref = baseline_of.get(point_key(point, b_axes))
         ref_mean = ref["mean_test_error"] if ref else None
@@ -100,7 +103,7 @@ def build_report(
                 "n_finished": stats["n_finished"],
                 "n_pending": stats["n_pending"],
                 "n_seeds": stats["n_seeds"],
-                "knobs": knobs_of(point, grid, axes) if mode == "one_at_a_time" else None,
+                "knobs": knobs_of(point, grid, axes, crossed) if mode == "one_at_a_time" else None,
             }
         )
 
@@ -113,9 +116,10 @@ def build_report(
         "total_jobs": len(jobs),
         "axes": axes,
         "mode": mode,
-        "knobs": knob_axes(axes),
-        "reference": reference(grid, axes) if mode == "one_at_a_time" else None,
-        "not_applicable": not_applicable(grid, axes, mode),
+        "knobs": knob_axes(axes, crossed),
+        "crossed": list(crossed),
+        "reference": reference(grid, axes, crossed) if mode == "one_at_a_time" else None,
+        "not_applicable": not_applicable(grid, axes, mode, reference_only, crossed),
         # The one baseline when no swept axis changes the task itself; else see `baselines`.
         "baseline": baselines[0] if len(baselines) == 1 and not b_axes else None,
         "baselines": baselines,

@@ -50,6 +50,20 @@ class SweepCreate(StrictModel):
         "one_at_a_time mode it gets only the reference point, without the knob unless its "
         "reference is null (see the report's not_applicable)",
     )
+    crossed: list[AxisPath] = Field(
+        default_factory=list,
+        max_length=8,
+        description="one_at_a_time mode: grid axes crossed with every knob setting, as the "
+        'algorithm axis is (e.g. ["model", "data.classes"]: every knob\'s curve on every '
+        "model and data subset); they are not knobs and have no reference value",
+    )
+    reference_only: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="one_at_a_time mode: algorithms of the grid's algorithm axis planned at the "
+        'reference point only (e.g. ["sgd"]: a method known to fail, shown at the reference '
+        "device without its every curve)",
+    )
     baseline: bool = Field(
         False,
         description="also run the digital baseline (algorithm fp, no device) once per seed (and "
@@ -158,6 +172,9 @@ class SweepReport(BaseModel):
     mode: Literal["grid", "one_at_a_time"] = "grid"
     knobs: list[str] = Field(
         default_factory=list, description="the axes other than algorithm (one curve each in one_at_a_time mode)"
+    )
+    crossed: list[str] = Field(
+        default_factory=list, description="one_at_a_time mode: the axes crossed with every knob setting"
     )
     reference: dict[str, Any] | None = Field(
         None, description="one_at_a_time mode: each knob's reference (first) value; null in grid mode"

@@ -45,6 +45,8 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
     axes = plan.check_axes(body.grid, body.axes)
     seeds = body.seeds if body.seeds is not None else [body.base.training.seed]
     plan.check_seeds(seeds)
+    plan.check_crossed(body.grid, axes, body.mode, body.crossed)
+    plan.check_reference_only(body.grid, axes, body.mode, body.reference_only)
     plan.check_baseline_training(body.baseline_training)
     _check_size(body, axes, seeds)
     if body.base.resume_from is not None:
@@ -61,6 +63,8 @@ def create(session: Session, user: User, body: SweepCreate, idempotency_key: str
         label=body.name or body.base.name or "sweep",
         mode=body.mode,
         baseline_training=body.baseline_training,
+        reference_only=body.reference_only,
+        crossed=body.crossed,
     )
     specs = [_validate(session, user, job, body.baseline_training) for job in planned]
     limits.check_active_jobs(session, user, len(specs))  # a sweep counts every job it queues
@@ -109,7 +113,7 @@ def _hashed(body: SweepCreate) -> dict[str, Any]:
     """The body as hashed for Idempotency-Key: fields added later are left out while at their
     defaults, so a key sent again with the same body matches across versions."""
     data = body.model_dump(mode="json")
-    for field, default in (("mode", "grid"), ("baseline_training", None)):
+    for field, default in (("mode", "grid"), ("baseline_training", None), ("reference_only", []), ("crossed", [])):
         if data.get(field) == default:
             data.pop(field, None)
     data["base"] = jobs.hashed_request(data["base"])
@@ -124,7 +128,9 @@ def _by_key(session: Session, user: User, key: str, request_hash: str) -> Sweep 
 
 
 def _check_size(body: SweepCreate, axes: list[str], seeds: list[int]) -> None:
-    n_grid, n_baseline = plan.count_jobs(body.grid, axes, len(seeds), body.baseline, body.mode)
+    n_grid, n_baseline = plan.count_jobs(
+        body.grid, axes, len(seeds), body.baseline, body.mode, body.reference_only, body.crossed
+    )
     cap = get_settings().max_sweep_jobs
     if n_grid + n_baseline > cap:
         detail = f"{_count(n_grid // len(seeds), 'grid point')} x {_count(len(seeds), 'seed')}"
@@ -267,6 +273,8 @@ def report(session: Session, user: User, sweep_id: int) -> tuple[dict[str, Any],
         baseline=req["baseline"],
         jobs=outcomes,
         mode=req.get("mode", "grid"),
+        reference_only=req.get("reference_only", []),
+        crossed=req.get("crossed", []),
     )
     base_algorithm = req["base"].get("algorithm") or JobSpec.model_fields["algorithm"].default
     return data, base_algorithm

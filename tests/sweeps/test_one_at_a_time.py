@@ -455,3 +455,127 @@ def test_the_transfer_noise_panel_has_only_sgds_reference_point():
     assert {s.algorithm: s.x for s in noise.series}["sgd"] == []
     png = plots.render_png(_mixed_report(), base_algorithm="c-ttv2")
     assert_not_blank(_decode(png))
+
+
+# -- reference_only: an algorithm at the reference point alone ------------------------------------
+REF_ONLY = {"algorithm": ["c-ttv2", "ttv2", "sgd"], "device.sp_skew": [0, 0.1, 0.2], "device.dw_min_std": [0.3, 1.0]}
+
+
+def test_reference_only_plans_that_algorithm_at_the_reference_and_counts_match():
+    axes = list(REF_ONLY)
+    pts = plan.points(REF_ONLY, axes, "one_at_a_time", ["sgd"])
+    assert [p for p in pts if p["algorithm"] == "sgd"] == [
+        {"algorithm": "sgd", "device.sp_skew": 0, "device.dw_min_std": 0.3}
+    ]
+    assert len(pts) == 4 + 4 + 1 == plan.count_points(REF_ONLY, axes, "one_at_a_time", ["sgd"])
+    jobs = plan.plan(BASE, REF_ONLY, axes, [0, 1], True, "s", mode="one_at_a_time", reference_only=["sgd"])
+    assert len(jobs) == sum(plan.count_jobs(REF_ONLY, axes, 2, True, "one_at_a_time", ["sgd"])) == 2 * 9 + 2
+    not_run = plan.not_applicable(REF_ONLY, axes, "one_at_a_time", ["sgd"])
+    assert [(n["algorithm"], n["knob"]) for n in not_run] == [("sgd", "device.sp_skew"), ("sgd", "device.dw_min_std")]
+    # The figure shows sgd's lone reference point on every panel, no line.
+    outcomes = [JobOutcome("succeeded", j.is_baseline, j.grid, 0.1) for j in jobs]
+    rep = build_report(
+        sweep_id=1,
+        name=None,
+        axes=axes,
+        grid=REF_ONLY,
+        baseline=True,
+        jobs=outcomes,
+        mode="one_at_a_time",
+        reference_only=["sgd"],
+    )
+    for panel in plots.knob_panels(rep, "c-ttv2"):
+        sgd = next(s for s in panel.series if s.algorithm == "sgd")
+        assert not sgd.applies and len(sgd.x) == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "reference_only", "says"),
+    [
+        ("grid", ["sgd"], "applies to mode one_at_a_time only"),
+        ("one_at_a_time", ["agad"], "agad is not a value of the grid's algorithm axis"),
+        ("one_at_a_time", ["sgd", "sgd"], "lists an algorithm twice"),
+    ],
+)
+def test_a_bad_reference_only_is_a_422_naming_it(mode, reference_only, says):
+    with pytest.raises(Invalid) as err:
+        plan.check_reference_only(REF_ONLY, list(REF_ONLY), mode, reference_only)
+    assert err.value.fields[0]["field"] == "reference_only" and says in err.value.message
+
+
+# -- crossed: axes crossed with every knob setting, as the algorithm is -------------------------
+CROSSED = {
+    "model.arch": ["swin_micro", "resnet_micro"],
+    "algorithm": ["c-ttv2", "ttv2"],
+    "device.sp_skew": [0, 0.1, 0.2],
+    "device.dw_min_std": [0.3, 1.0],
+}
+
+
+def test_crossed_axes_get_every_knobs_curve_and_a_baseline_each():
+    axes = list(CROSSED)
+    pts = plan.points(CROSSED, axes, "one_at_a_time", crossed=["model.arch"])
+    assert len(pts) == 2 * 2 * 4 == plan.count_points(CROSSED, axes, "one_at_a_time", crossed=["model.arch"])
+    for arch in CROSSED["model.arch"]:
+        mine = [p for p in pts if p["model.arch"] == arch and p["algorithm"] == "ttv2"]
+        assert [(p["device.sp_skew"], p["device.dw_min_std"]) for p in mine] == [
+            (0, 0.3),
+            (0.1, 0.3),
+            (0.2, 0.3),
+            (0, 1.0),
+        ]
+    assert pts[0]["model.arch"] == "swin_micro" and pts[-1]["model.arch"] == "resnet_micro"  # listed first: outer
+    jobs = plan.plan(BASE, CROSSED, axes, [0], True, "s", mode="one_at_a_time", crossed=["model.arch"])
+    baselines = [j for j in jobs if j.is_baseline]
+    assert sorted(j.grid["model.arch"] for j in baselines) == ["resnet_micro", "swin_micro"]
+    assert len(jobs) == sum(plan.count_jobs(CROSSED, axes, 1, True, "one_at_a_time", crossed=["model.arch"])) == 18
+    for job in jobs:
+        JobSpec.model_validate(job.spec)
+    outcomes = [
+        JobOutcome(
+            "succeeded",
+            j.is_baseline,
+            j.grid,
+            0.05 if j.is_baseline else 0.1 + 0.1 * (j.grid["model.arch"] == "resnet_micro"),
+        )
+        for j in jobs
+    ]
+    rep = build_report(
+        sweep_id=1,
+        name=None,
+        axes=axes,
+        grid=CROSSED,
+        baseline=True,
+        jobs=outcomes,
+        mode="one_at_a_time",
+        crossed=["model.arch"],
+    )
+    assert rep["knobs"] == ["device.sp_skew", "device.dw_min_std"] and rep["crossed"] == ["model.arch"]
+    assert rep["reference"] == {"device.sp_skew": 0, "device.dw_min_std": 0.3}
+    assert all(r["knobs"] for r in rep["rows"])  # every row lies on a knob's curve
+    SweepReport.model_validate(rep)
+    parts = plots.facets(rep)
+    assert [p["facet"] for p in parts] == ["model.arch=swin_micro", "model.arch=resnet_micro"]
+    for part, accuracy in zip(parts, (90.0, 80.0)):
+        panels = plots.knob_panels(part, "c-ttv2")
+        assert [p.knob for p in panels] == rep["knobs"]
+        assert all(s.accuracy == pytest.approx([accuracy] * len(s.x)) for p in panels for s in p.series)
+        assert all(p.baseline is not None and p.baseline.horizontal for p in panels)
+    pixels = _decode(plots.render_png(rep, base_algorithm="c-ttv2"))
+    w, h = plots.figure_size(rep, "c-ttv2")
+    assert pixels.shape == (h, w, 3)
+    assert_not_blank(pixels)
+
+
+@pytest.mark.parametrize(
+    ("mode", "crossed", "says"),
+    [
+        ("grid", ["model.arch"], "applies to mode one_at_a_time only"),
+        ("one_at_a_time", ["algorithm"], "the algorithm axis is always crossed"),
+        ("one_at_a_time", ["data.classes"], "data.classes is not an axis of the grid"),
+    ],
+)
+def test_a_bad_crossed_is_a_422_naming_it(mode, crossed, says):
+    with pytest.raises(Invalid) as err:
+        plan.check_crossed(CROSSED, list(CROSSED), mode, crossed)
+    assert err.value.fields[0]["field"] == "crossed" and says in err.value.message

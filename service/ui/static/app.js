@@ -258,6 +258,7 @@
 
   function sweepFigure(svg, state) {
     svg.textContent = "";
+    svg.setAttribute("viewBox", "0 0 960 360");
     const report = state.report;
     const axes = state.plot_axes;
     const algos = state.algorithms;
@@ -305,7 +306,15 @@
     } else {
       // Lines: one panel per knob (a single panel for one axis, or a bar-like panel of all points).
       const knobs = state.figure === "bars" ? [null] : axes;
-      const w = 960 / knobs.length;
+      // Up to 4 panels a row (the paper's study has 12 knobs: 3 rows of 4), 360 units high each.
+      const cols = Math.min(knobs.length, 4), nrows = Math.ceil(knobs.length / cols);
+      const w = 960 / cols;
+      svg.setAttribute("viewBox", "0 0 960 " + 360 * nrows);
+      // Crossed axes (a study's models and data subsets): one line per algorithm and crossed value.
+      const crossed = (report.crossed || []).filter(a => a !== "algorithm");
+      const facetOf = r => crossed.map(a => show(r.point[a])).join(" / ");
+      const facetList = report.rows.map(facetOf).filter((f, i, all) => all.indexOf(f) === i);
+      const series = algos.flatMap(algo => facetList.map(f => [algo, f, f ? algo + " · " + f : algo]));
       const accs = finished.map(acc).concat(baselineAcc !== null ? [baselineAcc] : []);
       const yd = domain(accs.length ? accs : [0, 1], 0.15, 0, 1);
       knobs.forEach((knob, k) => {
@@ -318,20 +327,20 @@
           return cats.indexOf(label);
         };
         rows.forEach(catOf);
-        const p = panel(svg, { x: k * w, y: 0, w, h: 360 }, {
+        const p = panel(svg, { x: (k % cols) * w, y: 360 * Math.floor(k / cols), w, h: 360 }, {
           title: knob === null ? "test accuracy per point" : "test accuracy vs " + knob, xlabel: knob || "",
           categories: cats, ydomain: yd, yfmt: (v, step) => fmtTick(100 * v, 100 * step) + "%",
         });
         if (baselineAcc !== null) {
           node("line", { x1: p.xs(-0.5), x2: p.xs(cats.length - 0.5), y1: p.ys(baselineAcc), y2: p.ys(baselineAcc), class: "series dashed", stroke: "#555" }, p.g);
         }
-        algos.forEach((algo, n) => {
-          const pts = rows.filter(r => byAlgo(algo).includes(r) && acc(r) !== null)
+        series.forEach(([algo, facet, name], n) => {
+          const pts = rows.filter(r => byAlgo(algo).includes(r) && facetOf(r) === facet && acc(r) !== null)
             .map(r => [catOf(r), acc(r), tip(r), href(r), r.std_test_error]).sort((a, b) => a[0] - b[0]);
-          drawSeries(p, { name: algo, points: pts }, COLORS[n % COLORS.length]);
+          drawSeries(p, { name, points: pts }, COLORS[n % COLORS.length]);
         });
       });
-      algos.forEach((algo, n) => legendItems.push([algo + " (mean ± std over seeds)", COLORS[n % COLORS.length]]));
+      series.forEach(([, , name], n) => legendItems.push([name + " (mean ± std over seeds)", COLORS[n % COLORS.length]]));
       if (baselineAcc !== null) legendItems.push(["digital baseline " + pct(baselineAcc), "#555", true]);
     }
     legend(document.getElementById("sweep-legend"), legendItems);
