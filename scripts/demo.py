@@ -64,15 +64,19 @@ def wait_ready(client: Client, procs: list[subprocess.Popen], logs: Path, timeou
 
 
 @contextmanager
-def embedded_stack(name: str, logs: Path, workers: int = 1) -> Iterator[Client]:
+def embedded_stack(name: str, logs: Path, workers: int = 1, state: Path | None = None) -> Iterator[Client]:
     """The API and `workers` workers on the embedded default (SQLite + filesystem broker under
-    ./.state) and a new user; a client signed in as that user. Stops what it started on exit."""
+    `state`, default ./.state) and a new user; a client signed in as that user. Stops what it
+    started on exit. Two stacks at once need two state folders: a shared queue would hand one
+    stack's jobs to the other's workers, whatever code version each runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTTV2_")}  # the embedded default
+    state = state or ROOT / ".state"
+    env["CTTV2_STATE_DIR"] = str(state)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "sdk"), env.get("PYTHONPATH")]))
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    console.print(f"[bold]cttv2 {name}[/]: API on http://127.0.0.1:{port}, state in {ROOT / '.state'}, logs in {logs}")
+    console.print(f"[bold]cttv2 {name}[/]: API on http://127.0.0.1:{port}, state in {state}, logs in {logs}")
     subprocess.run(
         [sys.executable, "-m", "cttv2_cli", "db", "upgrade"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
     )
@@ -127,9 +131,11 @@ def run(client: Client, path: Path, label: str, **overrides) -> Job:
     return client.jobs.wait(job.id, progress_bar=True, label=label, raise_on_failure=False)
 
 
-def pretrain(client: Client) -> Job:
-    """The small Swin, pretrained digitally on digits 0-4: what the demo and the study fine-tune."""
-    pre = run(client, EXAMPLES / "demo-pretrain.yaml", "pretrain (digital, digits 0-4)")
+def pretrain(client: Client, arch: str | None = None) -> Job:
+    """The small Swin (or `arch`), pretrained digitally on digits 0-4: what the demo and the
+    studies fine-tune."""
+    overrides = {"model.arch": arch, "name": f"pretrain-{arch}"} if arch else {}
+    pre = run(client, EXAMPLES / "demo-pretrain.yaml", f"pretrain {arch or ''} (digital, digits 0-4)", **overrides)
     if pre.status != "succeeded":
         raise SystemExit(f"pretraining {pre.status}: {pre.error}")
     return pre

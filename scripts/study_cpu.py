@@ -1,12 +1,14 @@
-"""The CPU-sized study, end to end on the embedded default: regenerates docs/study/.
+"""A CPU-sized study, end to end on the embedded default: regenerates docs/study/.
 
 Starts the API and two workers (SQLite + filesystem broker under ./.state, one torch thread
-each: one per core), pretrains the small Swin digitally on digits 0-4 (examples/demo-pretrain.yaml),
-submits examples/study-cpu-sweep.yaml fine-tuning from it, follows the sweep, and writes its
-report (JSON, CSV and the figure), every job's curve (jobs.jsonl) and the tables of
-docs/study.md (tables.md) into docs/study/. About 45 minutes on 2 cores.
+each: one per core), pretrains the sweep's model digitally on digits 0-4
+(examples/demo-pretrain.yaml with the sweep's model.arch), submits the sweep (default
+examples/study-cpu-sweep.yaml) fine-tuning from it, follows it, and writes its report (JSON, CSV
+and the figure), every job's curve (jobs.jsonl, with the perfect read of its trained weights)
+and the tables of docs/study.md (tables.md) into --out. About 45 minutes on 2 cores for the
+default sweep; the paper's study (examples/study-cpu-paper-*.yaml) about an hour per model.
 
-    .venv/bin/python scripts/study_cpu.py [--out docs/study] [--workers 2]
+    .venv/bin/python scripts/study_cpu.py [--sweep FILE] [--out docs/study] [--workers 2]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+import yaml
 from demo import EXAMPLES, ROOT, console, embedded_stack, pretrain
 from study_tables import load, tables
 
@@ -29,8 +32,11 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    with embedded_stack("study", ROOT / ".state" / "study-logs", workers=args.workers) as client:
-        pre = pretrain(client)
+    # A state folder per sweep file: studies can run side by side, each with its own queue.
+    state = ROOT / ".state" / "studies" / args.sweep.stem
+    with embedded_stack("study", state / "logs", workers=args.workers, state=state) as client:
+        arch = yaml.safe_load(args.sweep.read_text())["base"].get("model", {}).get("arch")
+        pre = pretrain(client, arch)
         sweep = client.sweeps.submit(args.sweep, overrides={"base.model.pretrained": {"job": pre.id}})
         console.print(f"sweep {sweep.id}: {sweep.total_jobs} jobs")
         sweep = client.sweeps.wait(sweep.id, progress_bar=True)
@@ -52,6 +58,9 @@ def main() -> None:
                             "point": (job.sweep_point or {}).get("grid", {}),
                             "reference": reference,
                             "curve": [h["test_accuracy"] for h in history if "test_accuracy" in h],
+                            # The trained weights through a perfect read (no read noise, no
+                            # converters): "learned worse" against "read worse".
+                            "perfect_read": getattr(job.result, "digital_test_accuracy", None),
                             "wall_s": job.result.wall_s if job.result else None,
                         }
                     )

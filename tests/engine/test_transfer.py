@@ -56,14 +56,14 @@ MARGIN_OVER_SGD = 0.25  # on the late-training gap
 SEED = int(os.environ.get("CTTV2_PROOF_SEED", "0"))
 
 
-def pretrain(root: Path, seed: int = 0) -> RunContext:
+def pretrain(root: Path, seed: int = 0, arch: str = "swin_micro") -> RunContext:
     """Digits 0-4, digital, from scratch; its weights become weights/base.safetensors."""
     (root / "weights").mkdir(parents=True, exist_ok=True)
     ctx = RunContext(data_dir=root, weights_dir=root / "weights", compute="cpu")
     result = run(
         {
             "algorithm": "fp",
-            "model": {"arch": "swin_micro"},
+            "model": {"arch": arch},
             "data": {"dataset": "digits", "classes": [0, 1, 2, 3, 4]},
             "training": {"kind": "pretrain", "epochs": 15, "batch_size": 16, "lr": 2e-3, "seed": seed},
         },
@@ -85,11 +85,12 @@ def finetune(
     lr: float | None = None,
     device: dict = REALISTIC_DEVICE,
     digital_parts: str = "frozen",
+    arch: str = "swin_micro",
 ) -> dict:
     spec = {
         "algorithm": algorithm,
         "model": {
-            "arch": "swin_micro",
+            "arch": arch,
             "pretrained": {"weights": "base.safetensors"},
             "analog_scope": scope,
             "digital_parts": digital_parts,
@@ -101,7 +102,7 @@ def finetune(
         spec["training"]["lr"] = lr
     if algorithm != "fp":
         spec["device"] = device
-    name = f"{algorithm}-{scope}-{seed}-{abs(hash(json.dumps(device, sort_keys=True))) % 10**6}"
+    name = f"{arch}-{algorithm}-{scope}-{seed}-{abs(hash(json.dumps(device, sort_keys=True))) % 10**6}"
     result = run(spec, workdir=Path(ctx.weights_dir).parent / name, context=ctx)
     curve = [h["test_accuracy"] for h in result.history]
     # Analog reads are noisy at test time too (a few images flip between evaluations): judge
@@ -255,3 +256,34 @@ def test_knobs_move_in_sgd_the_way_the_physics_says(pretrained):
     assert skewed["late"] < spread["late"] - 0.1, (skewed, spread)  # nor the spread's gain
     assert scales["reference"] < 0.95, scales  # pulled towards the symmetry point at ~zero
     assert scales["spread"] > scales["reference"] + 0.3, scales  # pulled towards spread SPs
+
+
+# -- ResNet: the same transfer on the other model family of the paper ----------------------------
+@pytest.fixture(scope="module")
+def pretrained_resnet(tmp_path_factory) -> RunContext:
+    return pretrain(tmp_path_factory.mktemp("transfer-resnet"), seed=0, arch="resnet_micro")
+
+
+RESNET_MARGIN = 0.06
+
+
+@pytest.mark.slow
+def test_resnet_cttv2_fine_tunes_near_digital_and_survives_the_largest_sp_skew(pretrained_resnet):
+    """resnet_micro (every conv and the classifier analog, BatchNorm digital), the CPU study's
+    reference device and the calibrated recipe: c-TTv2 ends within RESNET_MARGIN of the digital
+    fine-tune on one seed, and at the study's largest SP skew it does not diverge (finite, above
+    chance). Measured (docs/study.md, "ResNet"), seed 0, mean of the last two evaluations:
+    digital 98.9%, c-TTv2 97.3% (lr 1 / 10: 96.7 / 96.0); at SP skew 0.3 c-TTv2 loses most of
+    the pretrained weights in its first epoch (25%) and climbs back to 49% by epoch 8: the test
+    pins "no divergence", not the robustness Swin shows there (docs/study.md says why).
+    ~2 minutes."""
+    ctx = pretrained_resnet
+    kw = {"epochs": 8, "seed": SEED, "digital_parts": "trained", "arch": "resnet_micro"}
+    fp = finetune(ctx, "fp", "all", lr=3e-3, device={}, **kw)
+    cttv2 = finetune(ctx, "c-ttv2", "all", device=STUDY_DEVICE, **kw)
+    skewed = finetune(ctx, "c-ttv2", "all", device=STUDY_DEVICE | {"sp_skew": STUDY_MAX_SKEW}, **kw)
+    _report(fp, cttv2, skewed)
+    assert fp["end"] > 0.95, fp  # the digital fine-tune transfers
+    assert cttv2["end"] >= fp["end"] - RESNET_MARGIN, (cttv2, fp)
+    assert all(0.0 <= c <= 1.0 for c in skewed["curve"]), skewed  # finite: no NaN, no divergence
+    assert skewed["end"] > 0.3, skewed  # above chance (0.2) and learning: 25% -> 49% measured
