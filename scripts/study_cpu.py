@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from cttv2_client import Client
 from demo import EXAMPLES, ROOT, console, embedded_stack, pretrain
 from study_tables import load, tables
 
@@ -28,9 +29,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "study")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sweep", type=Path, default=EXAMPLES / "study-cpu-sweep.yaml")
+    parser.add_argument(
+        "--attach",
+        nargs=3,
+        metavar=("URL", "TOKEN", "SWEEP_ID"),
+        help="write the outputs of a sweep on a running server now (finished or not) and exit",
+    )
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.attach:
+        url, token, sweep_id = args.attach
+        with Client(url, token) as client:
+            write_outputs(client, int(sweep_id), args.out)
+        return
     t0 = time.monotonic()
     # A state folder per sweep file: studies can run side by side, each with its own queue.
     state = ROOT / ".state" / "studies" / args.sweep.stem
@@ -40,34 +52,37 @@ def main() -> None:
         sweep = client.sweeps.submit(args.sweep, overrides={"base.model.pretrained": {"job": pre.id}})
         console.print(f"sweep {sweep.id}: {sweep.total_jobs} jobs")
         sweep = client.sweeps.wait(sweep.id, progress_bar=True)
-        report = client.sweeps.report(sweep.id)
-        (args.out / "report.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2))
-        (args.out / "report.csv").write_text(client.sweeps.report(sweep.id, format="csv"))
-        (args.out / "figure.png").write_bytes(client.sweeps.report(sweep.id, format="png"))
-        reference = report.model_dump(mode="json").get("reference")
-        with open(args.out / "jobs.jsonl", "w") as fh:
-            for job in client.sweeps.jobs(sweep.id):
-                history = job.result.history if job.result else []
-                fh.write(
-                    json.dumps(
-                        {
-                            "id": job.id,
-                            "algorithm": job.algorithm,
-                            "is_baseline": job.is_baseline,
-                            "seed": job.spec.get("training", {}).get("seed"),
-                            "point": (job.sweep_point or {}).get("grid", {}),
-                            "reference": reference,
-                            "curve": [h["test_accuracy"] for h in history if "test_accuracy" in h],
-                            # The trained weights through a perfect read (no read noise, no
-                            # converters): "learned worse" against "read worse".
-                            "perfect_read": getattr(job.result, "digital_test_accuracy", None),
-                            "wall_s": job.result.wall_s if job.result else None,
-                        }
-                    )
-                    + "\n"
-                )
-        (args.out / "tables.md").write_text(tables(load(args.out / "jobs.jsonl")))
+        write_outputs(client, sweep.id, args.out)
     console.print(f"sweep {sweep.status} in {(time.monotonic() - t0) / 60:.1f} min; report in {args.out}")
+
+
+def write_outputs(client: Client, sweep_id: int, out: Path) -> None:
+    """The sweep's report (JSON, CSV, the figure), every job's curve (jobs.jsonl) and the tables
+    (tables.md) into `out`; a sweep still running gives its finished jobs (the report says so)."""
+    report = client.sweeps.report(sweep_id)
+    (out / "report.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2))
+    (out / "report.csv").write_text(client.sweeps.report(sweep_id, format="csv"))
+    (out / "figure.png").write_bytes(client.sweeps.report(sweep_id, format="png"))
+    reference = report.model_dump(mode="json").get("reference")
+    with open(out / "jobs.jsonl", "w") as fh:
+        for job in client.sweeps.jobs(sweep_id):
+            history = job.result.history if job.result else []
+            record = {
+                "id": job.id,
+                "algorithm": job.algorithm,
+                "is_baseline": job.is_baseline,
+                "status": str(job.status),
+                "seed": job.spec.get("training", {}).get("seed"),
+                "point": (job.sweep_point or {}).get("grid", {}),
+                "reference": reference,
+                "curve": [h["test_accuracy"] for h in history if "test_accuracy" in h],
+                # The trained weights through a perfect read (no read noise, no converters):
+                # "learned worse" against "read worse".
+                "perfect_read": getattr(job.result, "digital_test_accuracy", None),
+                "wall_s": job.result.wall_s if job.result else None,
+            }
+            fh.write(json.dumps(record) + "\n")
+    (out / "tables.md").write_text(tables(load(out / "jobs.jsonl")))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ figure are written from runs.jsonl alone.
     .venv/bin/python scripts/study_runs.py headline --report-only
 
 Sets:
-- headline: c-TTv2 against TTv2 at 8, 16 and 32 epochs; c-TTv2 with regular choppers (every
-  column flips after every 10 full reads of A, all at once) against random ones at the same
-  rate; c-TTv2 keeping the buffer's remainder (forget_buffer false); the digital baseline
-  (AdamW 3e-3, 16 epochs); swin_micro, 3 seeds each.
+- headline: c-TTv2 against TTv2 at 8, 16 and 32 epochs (3 seeds; 32 epochs: 2); c-TTv2 with
+  regular choppers (every column flips after every 10 full reads of A, all at once) against
+  random ones at the same rate; the digital baseline (AdamW 3e-3, 16 epochs); swin_micro.
+- transfer-floor: c-TTv2 and TTv2 with every layer's A read at least once per update (the
+  recipe's period rounds to no transfer at all in layers with fewer than 8 tokens per image).
 - resnet-recipe: the recipe's lr on resnet_micro around Swin's values (c-TTv2, SGD, digital).
 """
 
@@ -87,15 +88,14 @@ def runs_of(name: str) -> list[tuple[str, str, dict[str, Any]]]:
         arch = "swin_micro"
         for seed in SEEDS:
             add(arch, "fp", 16, seed, lr=3e-3)
-        for epochs in (8, 16, 32):
-            for seed in SEEDS:
+        # 32 epochs: 2 seeds (a third did not fit the CPU time of the session that measured it).
+        for epochs, seeds in ((8, SEEDS), (16, SEEDS), (32, SEEDS[:2])):
+            for seed in seeds:
                 for algorithm in ("c-ttv2", "ttv2"):
                     add(arch, algorithm, epochs, seed)
             if epochs == 8:
                 for seed in SEEDS:
                     add(arch, "c-ttv2", 8, seed, options={"in_chop_random": False})
-        for seed in SEEDS:
-            add(arch, "c-ttv2", 8, seed, options={"forget_buffer": False})
     elif name == "resnet-recipe":
         arch = "resnet_micro"
         for lr in (1e-3, 3e-3, 1e-2):

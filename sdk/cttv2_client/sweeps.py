@@ -32,8 +32,9 @@ class Sweeps:
         idempotency_key: str | None = None,
     ) -> Sweep:
         """Create a sweep from a dict or YAML/JSON file: {name, base: <job>, grid: {path: [values]},
-        mode: "grid" | "one_at_a_time", seeds: [...], baseline: bool, baseline_training: {...}}.
-        overrides set dotted paths ("base.training.epochs")."""
+        mode: "grid" | "one_at_a_time", crossed: [path, ...], reference_only: [algorithm, ...],
+        seeds: [...], baseline: bool, baseline_training: {...}}. overrides set dotted paths
+        ("base.training.epochs")."""
         return self._client.call(submit_call(sweep, overrides, idempotency_key))
 
     def get(self, sweep_id: int) -> Sweep:

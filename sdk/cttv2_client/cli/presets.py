@@ -134,12 +134,19 @@ def _overview(listing: Mapping[str, Any]) -> list[Table]:
     tables.append(algorithms)
 
     models = Table(title="models (model.arch)", title_justify="left")
-    for col in ("name", "img size", "what"):
+    for col in ("name", "family", "img size", "parameters", "analog tiles (all)", "what"):
         models.add_column(col, no_wrap=col != "what")
     for model in listing.get("models") or []:
         if isinstance(model, Mapping):
+            tiles = ((model.get("analog") or {}).get("all") or {}).get("tiles")  # servers before ResNet: none
             _add_row(
-                models, str(model.get("name")), value_text(model.get("img_size")), str(model.get("description", ""))
+                models,
+                str(model.get("name")),
+                str(model.get("family") or "swin"),
+                value_text(model.get("img_size")),
+                value_text(model.get("parameters")),
+                value_text(tiles),
+                str(model.get("description", "")),
             )
     tables.append(models)
 
