@@ -18,6 +18,8 @@ Sets:
   random ones at the same rate; the digital baseline (AdamW 3e-3, 16 epochs); swin_micro.
 - transfer-floor: c-TTv2 and TTv2 with every layer's A read at least once per update (the
   recipe's period rounds to no transfer at all in layers with fewer than 8 tokens per image).
+- transfer-rate: c-TTv2 at twice the recipe's transfer lr (the choppers halve what reaches the
+  slow tile), at the reference device and at SP skew 0.3.
 - resnet-recipe: the recipe's lr on resnet_micro around Swin's values (c-TTv2, SGD, digital).
 """
 
@@ -116,8 +118,15 @@ def runs_of(name: str) -> list[tuple[str, str, dict[str, Any]]]:
                 add("swin_micro", algorithm, 8, seed, floor=True)
         for seed in (0, 1):
             add("resnet_micro", "c-ttv2", 8, seed, floor=True)
+    elif name == "transfer-rate":
+        # The choppers halve what reaches the slow tile under a steady gradient (at the recipe's
+        # in_chop_prob, tests/engine/test_chopper.py): c-TTv2 at twice the recipe's transfer lr.
+        for seed in SEEDS:
+            add("swin_micro", "c-ttv2", 8, seed, lr=6.0)
+        for seed in (0, 1):
+            add("swin_micro", "c-ttv2", 8, seed, lr=6.0, device={"sp_skew": 0.3})
     else:
-        raise SystemExit(f"unknown set {name!r} (headline, resnet-recipe, transfer-floor)")
+        raise SystemExit(f"unknown set {name!r} (headline, resnet-recipe, transfer-floor, transfer-rate)")
     return out
 
 
@@ -267,7 +276,7 @@ def figure(runs: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("set", choices=["headline", "resnet-recipe", "transfer-floor"])
+    parser.add_argument("set", choices=["headline", "resnet-recipe", "transfer-floor", "transfer-rate"])
     parser.add_argument("--out", type=Path, default=None, help="default: docs/study/<set>")
     parser.add_argument("--work", type=Path, default=ROOT / ".state" / "study-runs")
     parser.add_argument("--workers", type=int, default=2)
