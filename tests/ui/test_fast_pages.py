@@ -226,3 +226,6 @@ def test_presets_and_devices_pages(api):
     assert "&lt;script&gt;" in page and XSS not in page and "SoftBoundsReference" in page
     page = browser.get("/ui/presets").text
     assert 'id="presets"' in page and 'data-knob="sp_skew"' in page and 'data-family="SoftBoundsReference"' in page
+    # The paper's non-idealities (which knob is which) and both model families with their sizes.
+    assert page.count('<tr data-knob="device.') == 12 and 'data-knob="device.up_down"' in page
+    assert 'data-model="resnet18_cifar"' in page and "11,173,962" in page and "21 / 74" in page  # layers / tiles
