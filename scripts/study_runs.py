@@ -207,12 +207,18 @@ def _pm(values: list[float]) -> str:
 
 
 def _group(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Runs by their label less the seed."""
+    """Runs by their label less the seed, ordered by model, algorithm, then epochs."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         key = " ".join(p for p in r["label"].split(" ") if not p.startswith("seed"))
         out.setdefault(key, []).append(r)
-    return out
+
+    def order(key: str) -> tuple[str, int, int, str]:
+        arch, algorithm, epochs, *rest = key.split(" ")
+        rank = {"fp": 0, "c-ttv2": 1, "ttv2": 2}.get(algorithm, 3)
+        return arch, rank, int(epochs.removesuffix("ep")), " ".join(rest)
+
+    return {key: out[key] for key in sorted(out, key=order)}
 
 
 def digital_means(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -263,17 +269,21 @@ def figure(runs: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for algorithm, colour in (("c-ttv2", "tab:blue"), ("ttv2", "tab:orange")):
         for read, style in (("final", "-o"), ("perfect_read", "--s")):
-            xs, ys, es = [], [], []
+            xs, ys, es, ns = [], [], [], []
             for epochs in (8, 16, 32):
                 rs = groups.get(f"swin_micro {algorithm} {epochs}ep", [])
                 vals = [r[read] for r in rs if r.get(read) is not None]
                 if vals:
                     xs.append(epochs)
+                    ns.append(len(vals))
                     ys.append(100 * (statistics.fmean(vals) - d_mean))
                     es.append(100 * statistics.stdev(vals) if len(vals) > 1 else 0.0)
             if xs:
                 label = f"{algorithm}, {'chip read' if read == 'final' else 'perfect read of its weights'}"
                 ax.errorbar(xs, ys, yerr=es, fmt=style, color=colour, capsize=3, label=label)
+                if read == "final":  # how many seeds each point is
+                    for x, y, n in zip(xs, ys, ns):
+                        ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7)
     band = 100 * statistics.stdev(digital) if len(digital) > 1 else 0.0
     ax.axhspan(-band, band, color="grey", alpha=0.2, label=f"digital ({100 * d_mean:.1f}%, ± 1 std)")
     ax.axhline(-1.2, color="grey", ls=":", label="the paper's -1.2")
@@ -281,7 +291,7 @@ def figure(runs: list[dict[str, Any]], path: Path) -> None:
     ax.set_xticks([8, 16, 32], ["8", "16", "32"])
     ax.set_xlabel("analog epochs (digital baseline: 16)")
     ax.set_ylabel("accuracy minus digital (points)")
-    ax.set_title("swin_micro, digits 5-9, every layer analog, 3 seeds")
+    ax.set_title("swin_micro, digits 5-9, every layer analog (n: seeds)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
