@@ -37,6 +37,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 SKIP = [
     (r"^cttv2 (serve|worker)\b", "starts a server or worker: the live stack runs them"),
     (r"^make demo\b", "starts its own stack and trains for minutes"),
+    (r"^\.venv/bin/python scripts/study_cpu\.py\b", "runs a whole CPU study on its own stack: an hour and more"),
     (r"^docker( compose|-compose)\b", "needs Docker: tests/deploy covers the compose file"),
     (r"^pip install\b", "changes the environment: the test runs the project's .venv"),
     (r"_CTTV2_COMPLETE=(zsh|fish)_source", "a zsh / fish startup line: the test runs lines in bash"),
