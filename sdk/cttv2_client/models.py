@@ -340,7 +340,8 @@ class SweepReport(APIModel):
     total_jobs: int = 0
     axes: list[str] = []
     mode: str = "grid"  # or "one_at_a_time"
-    knobs: list[str] = []  # the axes other than algorithm
+    knobs: list[str] = []  # the axes other than algorithm and the crossed ones
+    crossed: list[str] = []  # one_at_a_time: the axes crossed with every knob setting
     reference: dict[str, Any] | None = None  # one_at_a_time: each knob's reference (first) value
     not_applicable: list[NotApplicable] = []  # (algorithm, knob) pairs planned around
     baseline: BaselineStats | None = None  # the one baseline, when no swept axis changes the task
