@@ -120,11 +120,17 @@ def check_priority(user: User, priority: str, field: str = "priority") -> None:
 
 def hashed_request(data: dict) -> dict:
     """A job request as hashed for Idempotency-Key: fields added later are left out while at
-    their defaults (priority normal, no tags, no notes), so a key sent again with the same
-    body matches the hash of a version without them."""
+    their defaults (priority normal, no tags, no notes, unset algorithm_options.in_chop_random,
+    forget_buffer, momentum), so a key sent again with the same body matches the hash of a
+    version without them."""
     for field, default in (("priority", JobPriority.NORMAL), ("tags", []), ("notes", None)):
         if field in data and data[field] == default:
             data.pop(field)
+    options = data.get("algorithm_options")
+    if isinstance(options, dict):  # the chopper and buffer options, added later, while unset
+        for field in ("in_chop_random", "forget_buffer", "momentum"):
+            if field in options and options[field] is None:
+                options.pop(field)
     return data
 
 

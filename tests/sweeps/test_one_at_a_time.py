@@ -579,3 +579,16 @@ def test_a_bad_crossed_is_a_422_naming_it(mode, crossed, says):
     with pytest.raises(Invalid) as err:
         plan.check_crossed(CROSSED, list(CROSSED), mode, crossed)
     assert err.value.fields[0]["field"] == "crossed" and says in err.value.message
+
+
+def test_idempotency_hash_leaves_out_the_chopper_options_while_unset():
+    """A body sent before algorithm_options had in_chop_random, forget_buffer and momentum hashes
+    as it did then; setting one changes the hash."""
+    from service.jobs.schemas import JobCreate
+    from service.jobs.service import hashed_request
+
+    plain = hashed_request(JobCreate.model_validate(TINY_CTTV2).model_dump(mode="json"))
+    assert not {"in_chop_random", "forget_buffer", "momentum"} & set(plain["algorithm_options"])
+    body = {**TINY_CTTV2, "algorithm_options": {"in_chop_random": False}}
+    regular = hashed_request(JobCreate.model_validate(body).model_dump(mode="json"))
+    assert regular["algorithm_options"]["in_chop_random"] is False
