@@ -352,7 +352,7 @@ def count_jobs(
 ) -> tuple[int, int]:
     """(grid jobs, baseline jobs), from the sizes alone."""
     b_axes = baseline_axes(axes)
-    n_baselines = count_points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]) if baseline else 0
+    n_baselines = count_points(grid, b_axes, mode, crossed=crossed) if baseline else 0
     return count_points(grid, axes, mode, reference_only, crossed) * n_seeds, n_baselines * n_seeds
 
 
@@ -391,7 +391,7 @@ def plan(
     sweep already has one result at every point."""
     grid_points = points(grid, axes, mode, reference_only, crossed)
     b_axes = baseline_axes(axes)
-    b_points = points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]) if baseline else []
+    b_points = points(grid, b_axes, mode, crossed=crossed) if baseline else []
     jobs: list[PlannedJob] = []
     for seed in seeds:
         for point in b_points:

@@ -79,7 +79,7 @@ def build_report(
 
     baselines = []
     if baseline:
-        for point in points(grid, b_axes, mode, crossed=[c for c in crossed if c in b_axes]):
+        for point in points(grid, b_axes, mode, crossed=crossed):
             mine = by_baseline.get(point_key(point, b_axes), [])
             training = next((j.training for j in mine if j.training is not None), None)
             baselines.append({"point": point, **_stats(mine), "training": training})
